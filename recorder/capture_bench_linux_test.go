@@ -1,0 +1,210 @@
+package recorder_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/sallyport/sallyport/recorder"
+)
+
+// openPTY opens a pseudo-terminal pair: the master (the session side)
+// and the slave (the program's terminal).
+func openPTY(tb testing.TB) (master, slave *os.File) {
+	tb.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		tb.Fatalf("open /dev/ptmx: %v", err)
+	}
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		tb.Fatalf("TIOCSPTLCK: %v", e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		tb.Fatalf("TIOCGPTN: %v", e)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		tb.Fatalf("open pts: %v", err)
+	}
+	// Raw mode on the program's side: no newline translation or echo.
+	var tio syscall.Termios
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, s.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); e == 0 {
+		tio.Oflag &^= syscall.OPOST
+		tio.Lflag &^= syscall.ECHO | syscall.ICANON | syscall.ISIG | syscall.IEXTEN
+		syscall.Syscall(syscall.SYS_IOCTL, s.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&tio)))
+	}
+	return m, s
+}
+
+// terminalOutput is ~1 MiB of output like a busy shell's: colored ls
+// listings, log lines with numbers, some UTF-8.
+func terminalOutput() []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	var b strings.Builder
+	words := []string{"error", "request", "完了", "über", "latency", "GET", "/api/v1/items", "200", "user", "node-3"}
+	for b.Len() < 1<<20 {
+		switch r.IntN(3) {
+		case 0:
+			fmt.Fprintf(&b, "\x1b[01;34m%s\x1b[0m  \x1b[01;32m%s.sh\x1b[0m  file-%d.txt  ", words[r.IntN(len(words))], words[r.IntN(len(words))], r.IntN(10000))
+		case 1:
+			fmt.Fprintf(&b, "2026-11-21T08:%02d:%02d.%06dZ level=INFO msg=%q id=%x dur=%dms\r\n", r.IntN(60), r.IntN(60), r.IntN(1e6), words[r.IntN(len(words))], r.Uint64(), r.IntN(5000))
+		case 2:
+			for range r.IntN(8) + 1 {
+				b.WriteString(words[r.IntN(len(words))])
+				b.WriteByte(' ')
+			}
+			b.WriteString("\r\n")
+		}
+	}
+	return []byte(b.String())
+}
+
+// BenchmarkSession measures a terminal session's output throughput: a
+// program writes to a PTY, the session copies the PTY's output to the
+// client over a loopback TCP connection, and, when recorded, also into a
+// Recording (io.MultiWriter, as an SSH server would). bench/recorder.sh
+// compares the two.
+func BenchmarkSession(b *testing.B) {
+	out := terminalOutput()
+	for _, recorded := range []bool{false, true} {
+		name := "unrecorded"
+		if recorded {
+			name = "recorded"
+		}
+		b.Run(name, func(b *testing.B) {
+			var rec *recorder.Recording
+			var sp *recorder.Spool
+			if recorded {
+				var err error
+				sp, err = recorder.Open(context.Background(), &recorder.Config{Dir: filepath.Join(b.TempDir(), "spool"), DiskBudget: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rec, err = sp.NewSession(context.Background(), recorder.Meta{User: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			master, slave := openPTY(b)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			wg.Add(1)
+			var received int64
+			go func() { // the client
+				defer wg.Done()
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				received, _ = io.Copy(io.Discard, c)
+				c.Close()
+			}()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			total := int64(len(out)) * int64(b.N)
+			wg.Add(1)
+			go func() { // the program
+				defer wg.Done()
+				for range b.N {
+					if _, err := slave.Write(out); err != nil {
+						return
+					}
+				}
+			}()
+			var dst io.Writer = client
+			if recorded {
+				dst = io.MultiWriter(client, rec)
+			}
+			b.SetBytes(int64(len(out)))
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			buf := make([]byte, 32<<10)
+			var copied int64
+			for copied < total {
+				n, err := master.Read(buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := dst.Write(buf[:n]); err != nil {
+					b.Fatal(err)
+				}
+				copied += int64(n)
+			}
+			b.StopTimer()
+			if recorded {
+				// Include the recorder's work still buffered.
+				if err := rec.Checkpoint(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(total), "cpu-ns/B")
+			client.Close()
+			slave.Close()
+			master.Close()
+			ln.Close()
+			wg.Wait()
+			if received != total {
+				b.Fatalf("client received %d of %d bytes", received, total)
+			}
+			if recorded {
+				if err := rec.Close(); err != nil {
+					b.Fatal(err)
+				}
+				st := sp.Stats()
+				b.ReportMetric(float64(total)/float64(st.DiskBytes), "compression")
+				sp.Close()
+			}
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkRecordingWrite measures how fast a Recording takes output when
+// nothing else limits it (the recorder's own capacity).
+func BenchmarkRecordingWrite(b *testing.B) {
+	out := terminalOutput()
+	sp, err := recorder.Open(context.Background(), &recorder.Config{Dir: filepath.Join(b.TempDir(), "spool"), DiskBudget: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sp.Close()
+	rec, err := sp.NewSession(context.Background(), recorder.Meta{User: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(out)))
+	b.ResetTimer()
+	for range b.N {
+		for p := out; len(p) > 0; {
+			n := min(len(p), 4096)
+			rec.Write(p[:n])
+			p = p[n:]
+		}
+	}
+	if err := rec.Close(); err != nil { // includes draining the buffer
+		b.Fatal(err)
+	}
+}
