@@ -121,6 +121,14 @@
 // (recorder/azblob). Put is create-only and atomic. Every driver passes
 // the conformance suite in recorder/recordertest.
 //
+// Drivers share helpers that do not depend on the storage service:
+// ParseStoreURI and StoreURI read a store URI (refusing credentials in it
+// and unknown parameters) and ParseSize its byte counts; ValidateName
+// checks object names (ErrInvalidName); ReadPart, PutSection and PutBody
+// read Put's source exactly (ErrSize otherwise); UploadParts, PartSize and
+// PartCount run a multipart upload's parts concurrently; PermissionError
+// names a permission a store refused.
+//
 // # Playback
 //
 // Play streams a recording to an io.Writer at its pace, faster
@@ -141,10 +149,12 @@
 // Sentinels compare with errors.Is: ErrClosed (wraps net.ErrClosed),
 // ErrBudgetExceeded, ErrLocked, ErrFormat (malformed asciicast; the
 // *SyntaxError names the line), and the store's ErrExists, ErrNotExist
-// (fs.ErrNotExist) and ErrPermission (fs.ErrPermission). When writing a
-// recording's file fails (disk full), the error is logged, becomes sticky
-// (Write returns it; a session that must not run unrecorded ends on it)
-// and Close finishes the file as crash recovery would.
+// (fs.ErrNotExist), ErrPermission (fs.ErrPermission; *PermissionError
+// names the permission), and from the object-store drivers ErrInvalidName
+// (fs.ErrInvalid) and ErrSize. When writing a recording's file fails
+// (disk full), the error is logged, becomes sticky (Write returns it; a
+// session that must not run unrecorded ends on it) and Close finishes the
+// file as crash recovery would.
 //
 // # Cancellation
 //

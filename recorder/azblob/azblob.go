@@ -1,7 +1,6 @@
 package azblob
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,16 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,15 +40,8 @@ const (
 	maxSingleUpload        = 5000 << 20
 )
 
-// Errors of the driver besides those of package recorder.
-var (
-	// ErrInvalidName: an object name that is not a clean relative
-	// "/"-separated path. It wraps fs.ErrInvalid.
-	ErrInvalidName = fmt.Errorf("azblob: invalid object name: %w", fs.ErrInvalid)
-	// ErrSize: the reader given to Put yielded other than the announced
-	// number of bytes, or the size is out of range.
-	ErrSize = errors.New("azblob: object size mismatch")
-)
+// errClosed: a call after Close.
+var errClosed = fmt.Errorf("azblob: store is closed: %w", net.ErrClosed)
 
 // Config configures a Store. The zero value of every field but Client
 // selects a default.
@@ -104,13 +93,6 @@ func init() {
 	})
 }
 
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
-
 // Open checks the configuration, makes sure the container exists (creating
 // it unless NoCreateContainer) and returns the Store.
 func Open(ctx context.Context, cfg *Config) (*Store, error) {
@@ -141,7 +123,7 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 		return nil, fmt.Errorf("azblob: negative Concurrency %d", s.conc)
 	}
 	if s.log == nil {
-		s.log = slog.New(discardHandler{})
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	_, err := s.c.GetProperties(ctx, nil)
 	if err == nil {
@@ -168,70 +150,40 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 // The account key comes from AZURE_STORAGE_KEY; without it, a SAS token
 // from AZURE_STORAGE_SAS_TOKEN. See the package documentation.
 func OpenURI(ctx context.Context, u *url.URL) (*Store, error) {
-	if !strings.EqualFold(u.Scheme, Scheme) {
-		return nil, fmt.Errorf("azblob: URI scheme %q is not %q", u.Scheme, Scheme)
+	su, err := recorder.ParseStoreURI(u, recorder.URISpec{
+		Driver: "azblob", Scheme: Scheme, Container: "container",
+		Credentials: "AZURE_STORAGE_KEY",
+		Params:      []string{"account", "endpoint", "block_size", "single_upload_threshold", "concurrency", "create_container"},
+	})
+	if err != nil {
+		return nil, err
 	}
-	if u.User != nil {
-		return nil, errors.New("azblob: credentials in the URI are not accepted; use AZURE_STORAGE_KEY")
+	cfg := &Config{
+		Prefix:                su.Prefix,
+		NoCreateContainer:     !su.Bool("create_container", true),
+		BlockSize:             su.Size("block_size"),
+		SingleUploadThreshold: su.Size("single_upload_threshold"),
+		Concurrency:           su.Count("concurrency"),
 	}
-	if u.Host == "" {
-		return nil, errors.New("azblob: URI names no container")
+	eu := su.Endpoint("endpoint")
+	if err := su.Err(); err != nil {
+		return nil, err
 	}
-	q := u.Query()
-	for k := range q {
-		switch k {
-		case "account", "endpoint", "block_size", "single_upload_threshold", "concurrency", "create_container":
-		default:
-			return nil, fmt.Errorf("azblob: unknown URI parameter %q", k)
-		}
-	}
-	cfg := &Config{Prefix: strings.TrimPrefix(u.Path, "/")}
-	account := q.Get("account")
+	account := su.Get("account")
 	if account == "" {
 		account = os.Getenv("AZURE_STORAGE_ACCOUNT")
 	}
 	if account == "" {
 		return nil, errors.New("azblob: no account (URI parameter account or AZURE_STORAGE_ACCOUNT)")
 	}
-	endpoint := q.Get("endpoint")
-	if endpoint == "" {
-		endpoint = "https://" + account + ".blob.core.windows.net"
-	}
-	eu, err := url.Parse(endpoint)
-	if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-		return nil, fmt.Errorf("azblob: bad endpoint %q (want http[s]://host[:port][/account])", endpoint)
-	}
-	if v := q.Get("create_container"); v != "" {
-		create, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("azblob: bad create_container %q", v)
-		}
-		cfg.NoCreateContainer = !create
-	}
-	for _, p := range []struct {
-		name string
-		dst  *int64
-	}{{"block_size", &cfg.BlockSize}, {"single_upload_threshold", &cfg.SingleUploadThreshold}} {
-		if v := q.Get(p.name); v != "" {
-			n, err := parseSize(v)
-			if err != nil {
-				return nil, fmt.Errorf("azblob: bad %s %q", p.name, v)
-			}
-			*p.dst = n
-		}
-	}
-	if v := q.Get("concurrency"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("azblob: bad concurrency %q", v)
-		}
-		cfg.Concurrency = n
+	if eu == nil {
+		eu = &url.URL{Scheme: "https", Host: account + ".blob.core.windows.net"}
 	}
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	opts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: &http.Client{Transport: tr}}}
-	curl := strings.TrimSuffix(eu.String(), "/") + "/" + url.PathEscape(u.Host)
+	curl := strings.TrimSuffix(eu.String(), "/") + "/" + url.PathEscape(su.Container)
 	var c *container.Client
 	if key := os.Getenv("AZURE_STORAGE_KEY"); key != "" {
 		cred, err := container.NewSharedKeyCredential(account, key)
@@ -260,26 +212,6 @@ func OpenURI(ctx context.Context, u *url.URL) (*Store, error) {
 	return s, nil
 }
 
-// parseSize reads a positive byte count with an optional K, M or G (binary,
-// also KiB, MiB, GiB) suffix.
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if rest, ok := strings.CutSuffix(v, u.suffix); ok {
-			v, mult = rest, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 || n > (1<<50)/mult {
-		return 0, errors.New("not a byte count")
-	}
-	return n * mult, nil
-}
-
 // Container returns the name of the container the Store writes to.
 func (s *Store) Container() string { return s.container }
 
@@ -291,12 +223,9 @@ func (s *Store) Key(name string) string { return s.prefix + name }
 
 func (s *Store) check(name string) error {
 	if s.closed.Load() {
-		return fmt.Errorf("azblob: store is closed: %w", net.ErrClosed)
+		return errClosed
 	}
-	if name == "" || name == "." || !fs.ValidPath(name) {
-		return fmt.Errorf("%w: %q", ErrInvalidName, name)
-	}
-	return nil
+	return recorder.ValidateName(name)
 }
 
 var ifNoneMatchAny = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)}}
@@ -312,7 +241,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 		return err
 	}
 	if size < 0 || size > MaxBlockSize*MaxBlocks {
-		return fmt.Errorf("%w: size %d out of range", ErrSize, size)
+		return fmt.Errorf("%w: size %d out of range", recorder.ErrSize, size)
 	}
 	if size < s.threshold {
 		return s.putSingle(ctx, name, r, size)
@@ -324,77 +253,8 @@ type nopCloser struct{ io.ReadSeeker }
 
 func (nopCloser) Close() error { return nil }
 
-// body returns a seekable reader of exactly size bytes of r, reading at
-// offsets when r allows it and buffering otherwise.
-func body(r io.Reader, size int64) (io.ReadSeeker, error) {
-	sr, err := section(r, size)
-	if err != nil || sr != nil {
-		return sr, err
-	}
-	buf := make([]byte, size)
-	if err := readPart(r, buf, true); err != nil {
-		return nil, err
-	}
-	return bytes.NewReader(buf), nil
-}
-
-// section returns the size bytes of r from its current offset as a
-// SectionReader when r can be read at offsets (an *os.File, a
-// SectionReader, a bytes.Reader), checking that r holds exactly size
-// bytes; nil when it cannot.
-func section(r io.Reader, size int64) (*io.SectionReader, error) {
-	ra, ok := r.(interface {
-		io.ReaderAt
-		io.Seeker
-	})
-	if !ok {
-		return nil, nil
-	}
-	cur, err := ra.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, nil // not seekable after all (a pipe): read it in order
-	}
-	end, err := ra.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, fmt.Errorf("azblob: seek object data: %w", err)
-	}
-	if _, err := ra.Seek(cur, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("azblob: seek object data: %w", err)
-	}
-	if end-cur != size {
-		return nil, fmt.Errorf("%w: reader holds %d bytes, want %d", ErrSize, end-cur, size)
-	}
-	return io.NewSectionReader(ra, cur, size), nil
-}
-
-func readPart(r io.Reader, buf []byte, last bool) error {
-	n, err := io.ReadFull(r, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("%w: reader ended %d bytes early", ErrSize, len(buf)-n)
-	}
-	if err != nil {
-		return fmt.Errorf("azblob: read object data: %w", err)
-	}
-	if last {
-		var one [1]byte
-		for {
-			n, err := r.Read(one[:])
-			if n > 0 {
-				return fmt.Errorf("%w: reader holds more bytes than announced", ErrSize)
-			}
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("azblob: read object data: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 func (s *Store) putSingle(ctx context.Context, name string, r io.Reader, size int64) error {
-	b, err := body(r, size)
+	b, err := recorder.PutBody(r, size)
 	if err != nil {
 		return err
 	}
@@ -441,23 +301,8 @@ func (s *Store) putBlocks(ctx context.Context, name string, r io.Reader, size in
 	} else if !bloberror.HasCode(err, bloberror.BlobNotFound) && !isStatus(err, http.StatusNotFound) {
 		return s.wrap(err, "get blob properties", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", name)
 	}
-	blockSize := s.blockSize
-	if (size+blockSize-1)/blockSize > MaxBlocks {
-		blockSize = (size + MaxBlocks - 1) / MaxBlocks
-		blockSize = (blockSize + (1<<20 - 1)) &^ (1<<20 - 1)
-	}
-	nblocks := int((size + blockSize - 1) / blockSize)
-	if nblocks == 0 {
-		nblocks = 1 // an empty object is one empty block
-	}
-	var ra io.ReaderAt
-	sr, err := section(r, size)
-	if err != nil {
-		return err
-	}
-	if sr != nil {
-		ra = sr
-	}
+	blockSize := recorder.PartSize(size, s.blockSize, MaxBlocks)
+	nblocks := recorder.PartCount(size, blockSize) // an empty object is one empty block
 	// Block IDs are unique to this upload (blocks another attempt left
 	// uncommitted are not reused) and of one length, as Azure requires.
 	var rb [8]byte
@@ -470,72 +315,20 @@ func (s *Store) putBlocks(ctx context.Context, name string, r io.Reader, size in
 		ids[i] = base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "%s-%06d", upload, i))
 	}
 
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		bufs     = make(chan []byte, s.conc)
-		slots    = make(chan struct{}, s.conc)
-	)
-	fail := func(e error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = e
-			cancel()
+	// Blocks are read at their offsets when r allows, so they need no
+	// buffer; otherwise block by block into a few buffers.
+	err := recorder.UploadParts(ctx, r, size, blockSize, s.conc, func(ctx context.Context, i int, body io.ReadSeeker, _ int64) error {
+		if _, err := bc.StageBlock(ctx, ids[i], nopCloser{body}, nil); err != nil {
+			return s.wrap(err, "put block", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", name)
 		}
-		mu.Unlock()
-	}
-	for i := range nblocks {
-		off := int64(i) * blockSize
-		n := min(blockSize, size-off)
-		select {
-		case slots <- struct{}{}:
-		case <-pctx.Done():
-		}
-		if pctx.Err() != nil {
-			break
-		}
-		var pb io.ReadSeeker
-		var buf []byte
-		if ra != nil {
-			pb = io.NewSectionReader(ra, off, n)
-		} else {
-			select {
-			case buf = <-bufs:
-			default:
-				buf = make([]byte, blockSize)
-			}
-			buf = buf[:n]
-			if err := readPart(r, buf, i == nblocks-1); err != nil {
-				<-slots
-				fail(err)
-				break
-			}
-			pb = bytes.NewReader(buf)
-		}
-		wg.Add(1)
-		go func(id string, pb io.ReadSeeker, buf []byte) {
-			defer wg.Done()
-			defer func() {
-				if buf != nil {
-					bufs <- buf[:cap(buf)]
-				}
-				<-slots
-			}()
-			if _, err := bc.StageBlock(pctx, id, nopCloser{pb}, nil); err != nil {
-				fail(s.wrap(err, "put block", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", name))
-			}
-		}(ids[i], pb, buf)
-	}
-	wg.Wait()
-	if firstErr == nil && ctx.Err() == nil {
-		_, err := bc.CommitBlockList(ctx, ids, &blockblob.CommitBlockListOptions{AccessConditions: ifNoneMatchAny})
-		if err == nil {
+		return nil
+	})
+	if err == nil {
+		_, cerr := bc.CommitBlockList(ctx, ids, &blockblob.CommitBlockListOptions{AccessConditions: ifNoneMatchAny})
+		if cerr == nil {
 			return nil
 		}
-		firstErr = s.wrap(err, "put block list", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", name)
+		err = s.wrap(cerr, "put block list", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", name)
 		// A rival that committed first may have cleared our blocks: the
 		// name is taken either way.
 		if _, perr := bc.GetProperties(ctx, nil); perr == nil {
@@ -550,7 +343,7 @@ func (s *Store) putBlocks(ctx context.Context, name string, r io.Reader, size in
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("azblob: put %q: %w", name, err)
 	}
-	return firstErr
+	return err
 }
 
 // Get opens the object for reading.
@@ -587,7 +380,7 @@ func (s *Store) Stat(ctx context.Context, name string) (recorder.ObjectInfo, err
 // List returns the objects whose names begin with prefix, sorted by name.
 func (s *Store) List(ctx context.Context, prefix string) ([]recorder.ObjectInfo, error) {
 	if s.closed.Load() {
-		return nil, fmt.Errorf("azblob: store is closed: %w", net.ErrClosed)
+		return nil, errClosed
 	}
 	full := s.prefix + prefix
 	pager := s.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &full})
@@ -641,26 +434,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// PermissionError reports an operation Azure refused. It wraps
+// PermissionError reports an operation Azure refused: Op is the operation
+// ("put blob"), Permission the Azure RBAC data action the caller lacks,
+// Container the container and Object the blob name. It wraps
 // recorder.ErrPermission and the SDK's error.
-type PermissionError struct {
-	Op         string // "put blob", "create container", ...
-	Permission string // Azure RBAC data action the caller lacks
-	Container  string
-	Blob       string // empty for container operations
-	Err        error
-}
-
-func (e *PermissionError) Error() string {
-	where := "container " + strconv.Quote(e.Container)
-	if e.Blob != "" {
-		where += " blob " + strconv.Quote(e.Blob)
-	}
-	return fmt.Sprintf("azblob: %s on %s denied: missing permission %s: %v", e.Op, where, e.Permission, e.Err)
-}
-
-// Unwrap returns recorder.ErrPermission and the SDK's error.
-func (e *PermissionError) Unwrap() []error { return []error{recorder.ErrPermission, e.Err} }
+type PermissionError = recorder.PermissionError
 
 func isStatus(err error, code int) bool {
 	var re *azcore.ResponseError
@@ -683,7 +461,7 @@ func (s *Store) wrap(err error, op, perm, name string) error {
 		if name != "" {
 			b = s.Key(name)
 		}
-		return &PermissionError{Op: op, Permission: perm, Container: s.container, Blob: b, Err: err}
+		return &PermissionError{Driver: "azblob", Op: op, Permission: perm, Container: s.container, Object: b, Err: err}
 	}
 	return fmt.Errorf("azblob: %s %q: %w", op, name, err)
 }

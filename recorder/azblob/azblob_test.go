@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,12 +23,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var containerSeq atomic.Int64
-
-func newContainerName(tag string) string {
-	return fmt.Sprintf("sp-%s-%d-%d", tag, time.Now().UnixNano()%1e9, containerSeq.Add(1))
-}
-
 // storeURI names a new container on srv; 1 MiB blocks and a 2 MiB
 // threshold make objects over 2 MiB take the staged-block path.
 func storeURI(srv *testservice.Azurite, ctr, extra string) string {
@@ -41,26 +32,17 @@ func storeURI(srv *testservice.Azurite, ctr, extra string) string {
 
 func openStore(t testing.TB, srv *testservice.Azurite) *Store {
 	t.Helper()
-	st, err := recorder.OpenStore(context.Background(), storeURI(srv, newContainerName("t"), ""))
-	if err != nil {
-		t.Fatalf("OpenStore: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st.(*Store)
+	return recordertest.OpenURI(t, storeURI(srv, recordertest.UniqueName("t"), "")).(*Store)
 }
 
 const bigSize = 3<<20 + 4321 // four 1 MiB blocks
 
+// The suite's large objects take the staged-block path in four blocks,
+// the last one short.
 func TestConformance(t *testing.T) {
 	srv := testservice.StartAzurite(t)
 	t.Setenv("AZURE_STORAGE_KEY", srv.Key)
-	recordertest.Run(t, func(t testing.TB) recorder.Store { return openStore(t, srv) })
-}
-
-func TestContract(t *testing.T) {
-	srv := testservice.StartAzurite(t)
-	t.Setenv("AZURE_STORAGE_KEY", srv.Key)
-	testContract(t, func(t *testing.T) recorder.Store { return openStore(t, srv) }, bigSize)
+	recordertest.RunOptions(t, func(t testing.TB) recorder.Store { return openStore(t, srv) }, recordertest.Options{LargeSize: bigSize})
 }
 
 // TestStagedBlocksInvisible: blocks staged by a Put that has not committed
@@ -71,10 +53,8 @@ func TestStagedBlocksInvisible(t *testing.T) {
 	t.Setenv("AZURE_STORAGE_KEY", srv.Key)
 	s := openStore(t, srv)
 	ctx := context.Background()
-	data := randBytes(bigSize, 4)
-	gate := make(chan struct{})
-	var sent atomic.Int64
-	r := io.MultiReader(countingReader{bytes.NewReader(data[:2<<20]), &sent}, gatedReader{gate, bytes.NewReader(data[2<<20:])})
+	data := recordertest.RandomData(bigSize, 4)
+	r := recordertest.NewGatedReader(bytes.NewReader(data), 2<<20)
 	errc := make(chan error, 1)
 	go func() { errc <- s.Put(ctx, "rec", r, int64(len(data))) }()
 	// Wait until blocks are staged on the server.
@@ -100,32 +80,11 @@ func TestStagedBlocksInvisible(t *testing.T) {
 	if err := s.Put(ctx, "rec", bytes.NewReader(rival), int64(len(rival))); err != nil {
 		t.Fatalf("rival Put: %v", err)
 	}
-	close(gate)
+	r.Open()
 	if err := <-errc; !errors.Is(err, recorder.ErrExists) {
 		t.Fatalf("staged Put = %v, want ErrExists", err)
 	}
-	mustGet(t, s, "rec", rival)
-}
-
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-type gatedReader struct {
-	gate <-chan struct{}
-	r    io.Reader
-}
-
-func (g gatedReader) Read(p []byte) (int, error) {
-	<-g.gate
-	return g.r.Read(p)
+	recordertest.WantObject(t, s, "rec", rival)
 }
 
 func TestOpenContainer(t *testing.T) {
@@ -133,22 +92,22 @@ func TestOpenContainer(t *testing.T) {
 	t.Setenv("AZURE_STORAGE_KEY", srv.Key)
 	ctx := context.Background()
 	t.Run("creates-missing", func(t *testing.T) {
-		name := newContainerName("create")
-		s := openStoreURI(t, storeURI(srv, name, ""))
+		name := recordertest.UniqueName("create")
+		s := recordertest.OpenURI(t, storeURI(srv, name, "")).(*Store)
 		if _, err := s.Client().GetProperties(ctx, nil); err != nil {
 			t.Fatalf("container not created: %v", err)
 		}
-		openStoreURI(t, storeURI(srv, name, "&create_container=false"))
+		recordertest.OpenURI(t, storeURI(srv, name, "&create_container=false"))
 	})
 	t.Run("no-create", func(t *testing.T) {
-		_, err := recorder.OpenStore(ctx, storeURI(srv, newContainerName("nocreate"), "&create_container=false"))
+		_, err := recorder.OpenStore(ctx, storeURI(srv, recordertest.UniqueName("nocreate"), "&create_container=false"))
 		if !errors.Is(err, recorder.ErrNotExist) {
 			t.Fatalf("OpenStore = %v, want ErrNotExist", err)
 		}
 	})
 	t.Run("wrong-key", func(t *testing.T) {
 		t.Setenv("AZURE_STORAGE_KEY", "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==")
-		_, err := recorder.OpenStore(ctx, storeURI(srv, newContainerName("wrongkey"), ""))
+		_, err := recorder.OpenStore(ctx, storeURI(srv, recordertest.UniqueName("wrongkey"), ""))
 		if !errors.Is(err, recorder.ErrPermission) {
 			t.Fatalf("OpenStore with a wrong key = %v, want ErrPermission", err)
 		}
@@ -157,7 +116,7 @@ func TestOpenContainer(t *testing.T) {
 		}
 	})
 	t.Run("prefix", func(t *testing.T) {
-		s := openStoreURI(t, "azblob://"+newContainerName("prefix")+"/recordings/?account="+srv.Account+"&endpoint="+url.QueryEscape(srv.Endpoint))
+		s := recordertest.OpenURI(t, "azblob://"+recordertest.UniqueName("prefix")+"/recordings/?account="+srv.Account+"&endpoint="+url.QueryEscape(srv.Endpoint)).(*Store)
 		if err := s.Put(ctx, "x/y", strings.NewReader("hi"), 2); err != nil {
 			t.Fatal(err)
 		}
@@ -165,16 +124,6 @@ func TestOpenContainer(t *testing.T) {
 			t.Fatalf("blob not under the prefix: %v", err)
 		}
 	})
-}
-
-func openStoreURI(t testing.TB, uri string) *Store {
-	t.Helper()
-	st, err := recorder.OpenStore(context.Background(), uri)
-	if err != nil {
-		t.Fatalf("OpenStore(%s): %v", uri, err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st.(*Store)
 }
 
 // TestPermissionDenied: a 403 AuthorizationPermissionMismatch (what a
@@ -218,6 +167,8 @@ func TestOpenURIErrors(t *testing.T) {
 		{"bad-key", "azblob://ctr?account=a", "secretvalue!!", "not a valid account key"},
 		{"bad-endpoint", "azblob://ctr?account=a&endpoint=ftp://x", "k", "bad endpoint"},
 		{"bad-block", "azblob://ctr?account=a&block_size=x", "k", "bad block_size"},
+		{"bad-concurrency", "azblob://ctr?account=a&concurrency=-1", "k", "bad concurrency"},
+		{"bad-create", "azblob://ctr?account=a&create_container=perhaps", "k", "bad create_container"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("AZURE_STORAGE_KEY", tc.key)

@@ -62,7 +62,7 @@
 //
 // At most 50,000 blocks of up to 4000 MiB (the block size grows for
 // larger objects). Names are clean relative "/"-separated paths
-// (io/fs.ValidPath); others fail with ErrInvalidName.
+// (io/fs.ValidPath); others fail with recorder.ErrInvalidName.
 //
 // # Lifecycle, errors and cancellation
 //

@@ -20,7 +20,7 @@ func Example_uri() {
 	_, err = recorder.OpenStore(ctx, "azblob://mystorage:key@recordings")
 	fmt.Println(err)
 	// Output:
-	// azblob: bad block_size "huge"
+	// azblob: bad block_size "huge" (want a positive byte count such as 8M)
 	// azblob: credentials in the URI are not accepted; use AZURE_STORAGE_KEY
 }
 

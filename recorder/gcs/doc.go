@@ -19,7 +19,7 @@
 //
 //	endpoint        JSON API root of an emulator or private endpoint, "http://127.0.0.1:4443"
 //	project         project in which a missing bucket is created; default GOOGLE_CLOUD_PROJECT
-//	chunk_size      resumable-upload chunk in MiB ("16M"); objects below go in one request
+//	chunk_size      resumable-upload chunk, a multiple of 256K ("16M", "512K"); smaller objects go in one request
 //	create_bucket   "false": fail when the bucket is missing instead of creating it
 //
 // STORAGE_EMULATOR_HOST ("127.0.0.1:4443") points the client at an
@@ -62,7 +62,7 @@
 //
 // Objects up to 5 TiB. Each Put holds one chunk-sized buffer (default
 // 16 MiB). Names are clean relative "/"-separated paths (io/fs.ValidPath);
-// others fail with ErrInvalidName.
+// others fail with recorder.ErrInvalidName.
 //
 // # Lifecycle, errors and cancellation
 //

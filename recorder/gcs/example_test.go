@@ -19,7 +19,7 @@ func Example_uri() {
 	_, err = recorder.OpenStore(ctx, "gs://recordings?region=eu")
 	fmt.Println(err)
 	// Output:
-	// gcs: bad chunk_size "big" (want MiB, such as 16M)
+	// gcs: bad chunk_size "big" (want a positive byte count such as 8M)
 	// gcs: unknown URI parameter "region"
 }
 

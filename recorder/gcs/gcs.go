@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -33,15 +31,8 @@ const Scheme = "gs"
 // go in one request, larger ones in a resumable upload of chunks this big.
 const DefaultChunkSize = 16 << 20
 
-// Errors of the driver besides those of package recorder.
-var (
-	// ErrInvalidName: an object name that is not a clean relative
-	// "/"-separated path. It wraps fs.ErrInvalid.
-	ErrInvalidName = fmt.Errorf("gcs: invalid object name: %w", fs.ErrInvalid)
-	// ErrSize: the reader given to Put yielded other than the announced
-	// number of bytes, or the size is negative.
-	ErrSize = errors.New("gcs: object size mismatch")
-)
+// errClosed: a call after Close.
+var errClosed = fmt.Errorf("gcs: store is closed: %w", net.ErrClosed)
 
 // Config configures a Store. The zero value of every field but Client and
 // Bucket selects a default.
@@ -90,13 +81,6 @@ func init() {
 	})
 }
 
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
-
 // Open checks the configuration, makes sure the bucket exists (creating it
 // in ProjectID when it does not) and returns the Store.
 func Open(ctx context.Context, cfg *Config) (*Store, error) {
@@ -114,7 +98,7 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 		return nil, fmt.Errorf("gcs: ChunkSize %d is not a positive multiple of 256 KiB", s.chunk)
 	}
 	if s.log == nil {
-		s.log = slog.New(discardHandler{})
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	_, err := s.bkt.Attrs(ctx)
 	if err == nil {
@@ -144,55 +128,38 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 // endpoint (an emulator) and STORAGE_EMULATOR_HOST use none. See the
 // package documentation for every parameter.
 func OpenURI(ctx context.Context, u *url.URL) (*Store, error) {
-	if !strings.EqualFold(u.Scheme, Scheme) {
-		return nil, fmt.Errorf("gcs: URI scheme %q is not %q", u.Scheme, Scheme)
+	su, err := recorder.ParseStoreURI(u, recorder.URISpec{
+		Driver: "gcs", Scheme: Scheme, Container: "bucket",
+		Credentials: "Application Default Credentials",
+		Params:      []string{"endpoint", "project", "chunk_size", "create_bucket"},
+	})
+	if err != nil {
+		return nil, err
 	}
-	if u.User != nil {
-		return nil, errors.New("gcs: credentials in the URI are not accepted; use Application Default Credentials")
+	cfg := &Config{
+		Bucket:         su.Container,
+		Prefix:         su.Prefix,
+		ProjectID:      su.Get("project"),
+		NoCreateBucket: !su.Bool("create_bucket", true),
+		ChunkSize:      int(su.Size("chunk_size")),
 	}
-	if u.Host == "" {
-		return nil, errors.New("gcs: URI names no bucket")
-	}
-	q := u.Query()
-	cfg := &Config{Bucket: u.Host, Prefix: strings.TrimPrefix(u.Path, "/"), ProjectID: q.Get("project")}
-	for k := range q {
-		switch k {
-		case "endpoint", "project", "chunk_size", "create_bucket":
-		default:
-			return nil, fmt.Errorf("gcs: unknown URI parameter %q", k)
-		}
+	endpoint := su.Endpoint("endpoint")
+	if err := su.Err(); err != nil {
+		return nil, err
 	}
 	if cfg.ProjectID == "" {
 		cfg.ProjectID = os.Getenv("GOOGLE_CLOUD_PROJECT")
 	}
-	if v := q.Get("create_bucket"); v != "" {
-		create, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("gcs: bad create_bucket %q", v)
-		}
-		cfg.NoCreateBucket = !create
-	}
-	if v := q.Get("chunk_size"); v != "" {
-		n, err := strconv.Atoi(strings.TrimSuffix(v, "M"))
-		if err != nil || n <= 0 || n > 1<<12 {
-			return nil, fmt.Errorf("gcs: bad chunk_size %q (want MiB, such as 16M)", v)
-		}
-		cfg.ChunkSize = n << 20
-	}
 	var opts []option.ClientOption
-	if ep := q.Get("endpoint"); ep != "" {
-		eu, err := url.Parse(ep)
-		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-			return nil, fmt.Errorf("gcs: bad endpoint %q (want http[s]://host[:port])", ep)
-		}
-		eu.Path = strings.TrimSuffix(eu.Path, "/") + "/storage/v1/"
-		opts = append(opts, option.WithEndpoint(eu.String()))
-		if eu.Scheme == "http" {
+	if endpoint != nil {
+		endpoint.Path = strings.TrimSuffix(endpoint.Path, "/") + "/storage/v1/"
+		opts = append(opts, option.WithEndpoint(endpoint.String()))
+		if endpoint.Scheme == "http" {
 			// An emulator: credentials never travel in clear text.
 			opts = append(opts, option.WithoutAuthentication())
 		}
 	}
-	if cfg.ProjectID == "" && (q.Get("endpoint") != "" || os.Getenv("STORAGE_EMULATOR_HOST") != "") {
+	if cfg.ProjectID == "" && (endpoint != nil || os.Getenv("STORAGE_EMULATOR_HOST") != "") {
 		cfg.ProjectID = "emulator" // emulators accept any project
 	}
 	c, err := storage.NewClient(ctx, opts...)
@@ -220,12 +187,9 @@ func (s *Store) Key(name string) string { return s.prefix + name }
 
 func (s *Store) check(name string) error {
 	if s.closed.Load() {
-		return fmt.Errorf("gcs: store is closed: %w", net.ErrClosed)
+		return errClosed
 	}
-	if name == "" || name == "." || !fs.ValidPath(name) {
-		return fmt.Errorf("%w: %q", ErrInvalidName, name)
-	}
-	return nil
+	return recorder.ValidateName(name)
 }
 
 // Put uploads size bytes from r under name, only if no object has that
@@ -239,7 +203,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		return err
 	}
 	if size < 0 {
-		return fmt.Errorf("%w: negative size %d", ErrSize, size)
+		return fmt.Errorf("%w: negative size %d", recorder.ErrSize, size)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -248,7 +212,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		// One request. The whole object is read first, so that a source
 		// that fails or ends early never sends a byte.
 		small = make([]byte, size)
-		if err := readExact(r, small); err != nil {
+		if err := recorder.ReadPart(r, small, true); err != nil {
 			return fmt.Errorf("gcs: put %q: %w", name, err)
 		}
 		if err := ctx.Err(); err != nil {
@@ -293,20 +257,11 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		return s.wrap(err, "write", "storage.objects.create", name)
 	}
 	if n != size {
-		return fmt.Errorf("%w: reader ended %d bytes early", ErrSize, size-n)
+		return fmt.Errorf("gcs: put %q: %w: reader ended %d bytes early", name, recorder.ErrSize, size-n)
 	}
-	var one [1]byte
-	for {
-		m, rerr := r.Read(one[:])
-		if m > 0 {
-			return fmt.Errorf("%w: reader holds more bytes than announced", ErrSize)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return fmt.Errorf("gcs: put %q: read object data: %w", name, rerr)
-		}
+	// The reader must end here.
+	if err := recorder.ReadPart(r, nil, true); err != nil {
+		return fmt.Errorf("gcs: put %q: %w", name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("gcs: put %q: %w", name, err)
@@ -315,30 +270,6 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		return s.wrap(err, "write", "storage.objects.create", name)
 	}
 	return nil
-}
-
-// readExact fills buf from r and checks that r ends there.
-func readExact(r io.Reader, buf []byte) error {
-	n, err := io.ReadFull(r, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("%w: reader ended %d bytes early", ErrSize, len(buf)-n)
-	}
-	if err != nil {
-		return fmt.Errorf("read object data: %w", err)
-	}
-	var one [1]byte
-	for {
-		n, err := r.Read(one[:])
-		if n > 0 {
-			return fmt.Errorf("%w: reader holds more bytes than announced", ErrSize)
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read object data: %w", err)
-		}
-	}
 }
 
 // writeCounter counts what reached the writer: the library starts an
@@ -396,7 +327,7 @@ func (s *Store) Stat(ctx context.Context, name string) (recorder.ObjectInfo, err
 // List returns the objects whose names begin with prefix, sorted by name.
 func (s *Store) List(ctx context.Context, prefix string) ([]recorder.ObjectInfo, error) {
 	if s.closed.Load() {
-		return nil, fmt.Errorf("gcs: store is closed: %w", net.ErrClosed)
+		return nil, errClosed
 	}
 	q := &storage.Query{Prefix: s.prefix + prefix}
 	if err := q.SetAttrSelection([]string{"Name", "Size", "Updated"}); err != nil {
@@ -447,26 +378,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// PermissionError reports an operation Cloud Storage refused. It wraps
-// recorder.ErrPermission and the library's error.
-type PermissionError struct {
-	Op         string // "create bucket", "write", ...
-	Permission string // IAM permission the caller lacks, such as "storage.objects.create"
-	Bucket     string
-	Object     string // empty for bucket operations
-	Err        error
-}
-
-func (e *PermissionError) Error() string {
-	where := "bucket " + strconv.Quote(e.Bucket)
-	if e.Object != "" {
-		where += " object " + strconv.Quote(e.Object)
-	}
-	return fmt.Sprintf("gcs: %s on %s denied: missing permission %s: %v", e.Op, where, e.Permission, e.Err)
-}
-
-// Unwrap returns recorder.ErrPermission and the library's error.
-func (e *PermissionError) Unwrap() []error { return []error{recorder.ErrPermission, e.Err} }
+// PermissionError reports an operation Cloud Storage refused: Op is the
+// operation ("write"), Permission the IAM permission the caller lacks
+// ("storage.objects.create"), Container the bucket and Object the object
+// name. It wraps recorder.ErrPermission and the library's error.
+type PermissionError = recorder.PermissionError
 
 func (s *Store) wrap(err error, op, perm, name string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -484,7 +400,7 @@ func (s *Store) wrap(err error, op, perm, name string) error {
 		if name != "" {
 			obj = s.Key(name)
 		}
-		return &PermissionError{Op: op, Permission: perm, Bucket: s.bucket, Object: obj, Err: err}
+		return &PermissionError{Driver: "gcs", Op: op, Permission: perm, Container: s.bucket, Object: obj, Err: err}
 	}
 	return fmt.Errorf("gcs: %s %q: %w", op, name, err)
 }

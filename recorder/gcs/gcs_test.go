@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,12 +27,6 @@ func TestMain(m *testing.M) {
 	)
 }
 
-var bucketSeq atomic.Int64
-
-func newBucketName(tag string) string {
-	return fmt.Sprintf("sp-%s-%d-%d", tag, time.Now().UnixNano()%1e9, bucketSeq.Add(1))
-}
-
 // storeURI names a new bucket on srv; chunk_size=1M makes objects over
 // 1 MiB take the resumable path in several chunks.
 func storeURI(srv *testservice.FakeGCS, bucket, extra string) string {
@@ -43,24 +35,16 @@ func storeURI(srv *testservice.FakeGCS, bucket, extra string) string {
 
 func openStore(t testing.TB, srv *testservice.FakeGCS) *Store {
 	t.Helper()
-	st, err := recorder.OpenStore(context.Background(), storeURI(srv, newBucketName("t"), ""))
-	if err != nil {
-		t.Fatalf("OpenStore: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st.(*Store)
+	return recordertest.OpenURI(t, storeURI(srv, recordertest.UniqueName("t"), "")).(*Store)
 }
 
 const bigSize = 3<<20 + 4321 // four 1 MiB chunks
 
+// The suite's large objects take the resumable path in four chunks, the
+// last one short.
 func TestConformance(t *testing.T) {
 	srv := testservice.StartFakeGCS(t)
-	recordertest.Run(t, func(t testing.TB) recorder.Store { return openStore(t, srv) })
-}
-
-func TestContract(t *testing.T) {
-	srv := testservice.StartFakeGCS(t)
-	testContract(t, func(t *testing.T) recorder.Store { return openStore(t, srv) }, bigSize)
+	recordertest.RunOptions(t, func(t testing.TB) recorder.Store { return openStore(t, srv) }, recordertest.Options{LargeSize: bigSize})
 }
 
 // TestEmulatorHost reaches the server through STORAGE_EMULATOR_HOST instead
@@ -69,16 +53,11 @@ func TestEmulatorHost(t *testing.T) {
 	srv := testservice.StartFakeGCS(t)
 	t.Setenv("STORAGE_EMULATOR_HOST", srv.Addr)
 	ctx := context.Background()
-	st, err := recorder.OpenStore(ctx, "gs://"+newBucketName("env")+"/recordings/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	s := st.(*Store)
+	s := recordertest.OpenURI(t, "gs://"+recordertest.UniqueName("env")+"/recordings/").(*Store)
 	if err := s.Put(ctx, "a/b", strings.NewReader("hello"), 5); err != nil {
 		t.Fatal(err)
 	}
-	mustGet(t, s, "a/b", []byte("hello"))
+	recordertest.WantObject(t, s, "a/b", []byte("hello"))
 	// The object lives under the prefix.
 	if _, err := s.Client().Bucket(s.Bucket()).Object("recordings/a/b").Attrs(ctx); err != nil {
 		t.Fatalf("object not under the prefix: %v", err)
@@ -91,15 +70,11 @@ func TestResumableInvisible(t *testing.T) {
 	srv := testservice.StartFakeGCS(t)
 	s := openStore(t, srv)
 	ctx := context.Background()
-	data := randBytes(bigSize, 9)
-	gate := make(chan struct{})
-	var sent atomic.Int64
-	r := io.MultiReader(countingReader{bytes.NewReader(data[:2<<20+100]), &sent}, failAfterGate{gate})
+	data := recordertest.RandomData(bigSize, 9)
+	r := recordertest.NewGatedReader(bytes.NewReader(data), 2<<20+100)
 	errc := make(chan error, 1)
 	go func() { errc <- s.Put(ctx, "partial", r, int64(len(data))) }()
-	for sent.Load() < 2<<20+100 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-r.Reached()
 	time.Sleep(200 * time.Millisecond) // let the first chunks reach the server
 	if _, err := s.Stat(ctx, "partial"); !errors.Is(err, recorder.ErrNotExist) {
 		t.Fatalf("Stat mid-upload = %v, want ErrNotExist", err)
@@ -107,7 +82,7 @@ func TestResumableInvisible(t *testing.T) {
 	if l, err := s.List(ctx, ""); err != nil || len(l) != 0 {
 		t.Fatalf("List mid-upload = %v, %v; want empty", l, err)
 	}
-	close(gate)
+	r.Fail(errors.New("source failed"))
 	if err := <-errc; err == nil {
 		t.Fatal("Put succeeded")
 	}
@@ -116,52 +91,24 @@ func TestResumableInvisible(t *testing.T) {
 	}
 }
 
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-type failAfterGate struct{ gate <-chan struct{} }
-
-func (f failAfterGate) Read([]byte) (int, error) {
-	<-f.gate
-	return 0, errors.New("source failed")
-}
-
 func TestOpenBucket(t *testing.T) {
 	srv := testservice.StartFakeGCS(t)
 	ctx := context.Background()
 	t.Run("creates-missing", func(t *testing.T) {
-		b := newBucketName("create")
-		s := openStoreURI(t, storeURI(srv, b, ""))
+		b := recordertest.UniqueName("create")
+		s := recordertest.OpenURI(t, storeURI(srv, b, "")).(*Store)
 		if _, err := s.Client().Bucket(b).Attrs(ctx); err != nil {
 			t.Fatalf("bucket not created: %v", err)
 		}
 		// A second open finds it, even when it may not create one.
-		openStoreURI(t, storeURI(srv, b, "&create_bucket=false"))
+		recordertest.OpenURI(t, storeURI(srv, b, "&create_bucket=false"))
 	})
 	t.Run("no-create", func(t *testing.T) {
-		_, err := recorder.OpenStore(ctx, storeURI(srv, newBucketName("nocreate"), "&create_bucket=false"))
+		_, err := recorder.OpenStore(ctx, storeURI(srv, recordertest.UniqueName("nocreate"), "&create_bucket=false"))
 		if !errors.Is(err, recorder.ErrNotExist) {
 			t.Fatalf("OpenStore = %v, want ErrNotExist", err)
 		}
 	})
-}
-
-func openStoreURI(t testing.TB, uri string) *Store {
-	t.Helper()
-	st, err := recorder.OpenStore(context.Background(), uri)
-	if err != nil {
-		t.Fatalf("OpenStore(%s): %v", uri, err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st.(*Store)
 }
 
 // TestPermissionDenied: a server that answers 403 (fake-gcs-server has no
@@ -191,6 +138,7 @@ func TestOpenURIErrors(t *testing.T) {
 		{"bad-endpoint", "gs://bucket?endpoint=ftp://x", "bad endpoint"},
 		{"bad-chunk", "gs://bucket?chunk_size=x", "bad chunk_size"},
 		{"bad-create", "gs://bucket?create_bucket=perhaps", "bad create_bucket"},
+		{"chunk-not-256k", "gs://bucket?chunk_size=100K&endpoint=http://127.0.0.1:1", "not a positive multiple of 256 KiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := recorder.OpenStore(context.Background(), tc.uri)

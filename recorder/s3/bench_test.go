@@ -12,6 +12,7 @@ import (
 
 	"github.com/sallyport/sallyport/internal/testservice"
 	"github.com/sallyport/sallyport/recorder"
+	"github.com/sallyport/sallyport/recorder/recordertest"
 )
 
 // BenchmarkUpload uploads the same bytes to MinIO through the driver
@@ -26,7 +27,7 @@ func BenchmarkUpload(b *testing.B) {
 	srv := testservice.StartMinIO(b)
 	srv.SetEnv(b)
 	ctx := context.Background()
-	st, err := recorder.OpenStore(ctx, "s3://"+newBucketName("bench")+"?endpoint="+srv.Endpoint+"&path_style=true&region=us-east-1")
+	st, err := recorder.OpenStore(ctx, "s3://"+recordertest.UniqueName("bench")+"?endpoint="+srv.Endpoint+"&path_style=true&region=us-east-1")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func BenchmarkUpload(b *testing.B) {
 		return fmt.Sprintf("%s/%s/%d", way, label, n)
 	}
 	for _, size := range []int{256 << 10, 4 << 20, 64 << 20} {
-		data := randBytes(size, uint64(size))
+		data := recordertest.RandomData(size, uint64(size))
 		label := fmt.Sprintf("%dKiB", size>>10)
 		b.Run(label, func(b *testing.B) {
 			ways := []struct {

@@ -74,13 +74,13 @@
 // io.SectionReader, as the spool passes), parts are read at their offsets
 // without copying; other readers are read into part-sized buffers
 // (Concurrency of them at most). A reader that yields other than the
-// announced size fails the Put with ErrSize and leaves nothing.
+// announced size fails the Put with recorder.ErrSize and leaves nothing.
 //
 // # Limits
 //
 // Objects up to 5 TiB; at most 10,000 parts (the part size grows for
 // larger objects). Names are clean relative "/"-separated paths
-// (io/fs.ValidPath); others fail with ErrInvalidName.
+// (io/fs.ValidPath); others fail with recorder.ErrInvalidName.
 //
 // # Lifecycle, errors and cancellation
 //

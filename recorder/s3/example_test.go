@@ -21,7 +21,7 @@ func Example_uri() {
 	_, err = recorder.OpenStore(ctx, "s3://AKIAEXAMPLE:secret@recordings")
 	fmt.Println(err)
 	// Output:
-	// s3: bad path_style "yes"
+	// s3: bad path_style "yes" (want true or false)
 	// s3: credentials in the URI are not accepted; use the environment or shared config
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sallyport/sallyport/internal/testservice"
 	"github.com/sallyport/sallyport/recorder"
+	"github.com/sallyport/sallyport/recorder/recordertest"
 )
 
 // sessionOutput is the terminal output session i produces in its chunk j:
@@ -401,7 +402,7 @@ func TestKillMidMultipart(t *testing.T) {
 	if len(objs) != 1 || objs[0].Name != name || objs[0].Size != int64(len(spooled[name])) {
 		t.Fatalf("bucket holds %+v; want exactly %s of %d bytes", objs, name, len(spooled[name]))
 	}
-	mustGet(t, store, name, spooled[name])
+	recordertest.WantObject(t, store, name, spooled[name])
 	if got := decodeOutput(t, store, name); !bytes.Equal(got, killOutput()) {
 		t.Fatalf("stored recording holds %d bytes of output, want the %d captured", len(got), killOutputSize)
 	}

@@ -1,18 +1,15 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,15 +40,8 @@ const (
 	maxObjectSize             = 5 << 40 // 5 TiB, the S3 object limit
 )
 
-// Errors of the driver besides those of package recorder.
-var (
-	// ErrInvalidName: an object name that is not a clean relative
-	// "/"-separated path. It wraps fs.ErrInvalid.
-	ErrInvalidName = fmt.Errorf("s3: invalid object name: %w", fs.ErrInvalid)
-	// ErrSize: the reader given to Put yielded other than the announced
-	// number of bytes, or the size is out of range.
-	ErrSize = errors.New("s3: object size mismatch")
-)
+// errClosed: a call after Close.
+var errClosed = fmt.Errorf("s3: store is closed: %w", net.ErrClosed)
 
 // Config configures a Store. The zero value of every field but Client and
 // Bucket selects a default.
@@ -122,13 +112,6 @@ func init() {
 	})
 }
 
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
-
 // Open checks the configuration, makes sure the bucket exists (creating it
 // unless NoCreateBucket) and returns the Store.
 func Open(ctx context.Context, cfg *Config) (*Store, error) {
@@ -184,7 +167,7 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 		s.staleAge = DefaultStaleUploadAge
 	}
 	if s.log == nil {
-		s.log = slog.New(discardHandler{})
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.ensureBucket(ctx, cfg.Region, cfg.NoCreateBucket); err != nil {
 		return nil, err
@@ -234,68 +217,29 @@ func (s *Store) ensureBucket(ctx context.Context, region string, noCreate bool) 
 // files, web identity, instance role); see the package documentation for
 // every parameter.
 func OpenURI(ctx context.Context, u *url.URL) (*Store, error) {
-	if !strings.EqualFold(u.Scheme, Scheme) {
-		return nil, fmt.Errorf("s3: URI scheme %q is not %q", u.Scheme, Scheme)
+	su, err := recorder.ParseStoreURI(u, recorder.URISpec{
+		Driver: "s3", Scheme: Scheme, Container: "bucket",
+		Credentials: "the environment or shared config",
+		Params:      []string{"endpoint", "region", "path_style", "sse", "sse_kms_key_id", "part_size", "multipart_threshold", "concurrency", "create_bucket", "profile"},
+	})
+	if err != nil {
+		return nil, err
 	}
-	if u.User != nil {
-		return nil, errors.New("s3: credentials in the URI are not accepted; use the environment or shared config")
+	cfg := &Config{
+		Bucket:             su.Container,
+		Prefix:             su.Prefix,
+		Logger:             slog.New(slog.DiscardHandler),
+		NoCreateBucket:     !su.Bool("create_bucket", true),
+		SSE:                su.Get("sse"),
+		SSEKMSKeyID:        su.Get("sse_kms_key_id"),
+		PartSize:           su.Size("part_size"),
+		MultipartThreshold: su.Size("multipart_threshold"),
+		Concurrency:        su.Count("concurrency"),
 	}
-	if u.Host == "" {
-		return nil, errors.New("s3: URI names no bucket")
-	}
-	cfg := &Config{Bucket: u.Host, Prefix: strings.TrimPrefix(u.Path, "/"), Logger: slog.New(discardHandler{})}
-	q := u.Query()
-	var (
-		endpoint  = q.Get("endpoint")
-		region    = q.Get("region")
-		pathStyle bool
-		err       error
-	)
-	for k := range q {
-		switch k {
-		case "endpoint", "region", "path_style", "sse", "sse_kms_key_id", "part_size", "multipart_threshold", "concurrency", "create_bucket", "profile":
-		default:
-			return nil, fmt.Errorf("s3: unknown URI parameter %q", k)
-		}
-	}
-	if v := q.Get("path_style"); v != "" {
-		if pathStyle, err = strconv.ParseBool(v); err != nil {
-			return nil, fmt.Errorf("s3: bad path_style %q", v)
-		}
-	}
-	if v := q.Get("create_bucket"); v != "" {
-		create, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("s3: bad create_bucket %q", v)
-		}
-		cfg.NoCreateBucket = !create
-	}
-	cfg.SSE = q.Get("sse")
-	cfg.SSEKMSKeyID = q.Get("sse_kms_key_id")
-	for _, p := range []struct {
-		name string
-		dst  *int64
-	}{{"part_size", &cfg.PartSize}, {"multipart_threshold", &cfg.MultipartThreshold}} {
-		if v := q.Get(p.name); v != "" {
-			n, err := parseSize(v)
-			if err != nil {
-				return nil, fmt.Errorf("s3: bad %s %q: %v", p.name, v, err)
-			}
-			*p.dst = n
-		}
-	}
-	if v := q.Get("concurrency"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("s3: bad concurrency %q", v)
-		}
-		cfg.Concurrency = n
-	}
-	if endpoint != "" {
-		eu, err := url.Parse(endpoint)
-		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-			return nil, fmt.Errorf("s3: bad endpoint %q (want http[s]://host[:port])", endpoint)
-		}
+	pathStyle := su.Bool("path_style", false)
+	endpoint := su.Endpoint("endpoint")
+	if err := su.Err(); err != nil {
+		return nil, err
 	}
 
 	// The transport the SDK builds is recorded so that Close can release
@@ -306,10 +250,10 @@ func OpenURI(ctx context.Context, u *url.URL) (*Store, error) {
 		tr.add(t)
 	})
 	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithHTTPClient(hc)}
-	if region != "" {
+	if region := su.Get("region"); region != "" {
 		opts = append(opts, awsconfig.WithRegion(region))
 	}
-	if p := q.Get("profile"); p != "" {
+	if p := su.Get("profile"); p != "" {
 		opts = append(opts, awsconfig.WithSharedConfigProfile(p))
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
@@ -321,8 +265,8 @@ func OpenURI(ctx context.Context, u *url.URL) (*Store, error) {
 		awsCfg.Region = "us-east-1"
 	}
 	cfg.Client = awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
+		if endpoint != nil {
+			o.BaseEndpoint = aws.String(endpoint.String())
 		}
 		o.UsePathStyle = pathStyle
 		o.Logger = logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
@@ -358,25 +302,6 @@ func (t *transports) CloseIdleConnections() {
 	}
 }
 
-// parseSize reads a byte count with an optional K, M or G (binary) suffix.
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if rest, ok := strings.CutSuffix(v, u.suffix); ok {
-			v, mult = rest, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > (1<<50)/mult {
-		return 0, errors.New("not a byte count")
-	}
-	return n * mult, nil
-}
-
 // Bucket returns the bucket the Store writes to.
 func (s *Store) Bucket() string { return s.bucket }
 
@@ -388,12 +313,9 @@ func (s *Store) Key(name string) string { return s.prefix + name }
 
 func (s *Store) check(name string) error {
 	if s.closed.Load() {
-		return fmt.Errorf("s3: store is closed: %w", net.ErrClosed)
+		return errClosed
 	}
-	if name == "" || !fs.ValidPath(name) || name == "." {
-		return fmt.Errorf("%w: %q", ErrInvalidName, name)
-	}
-	return nil
+	return recorder.ValidateName(name)
 }
 
 // Put uploads size bytes from r under name, only if no object has that
@@ -406,7 +328,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 		return err
 	}
 	if size < 0 || size > maxObjectSize {
-		return fmt.Errorf("%w: size %d out of range", ErrSize, size)
+		return fmt.Errorf("%w: size %d out of range", recorder.ErrSize, size)
 	}
 	if size < s.threshold || size < MinPartSize {
 		return s.putSingle(ctx, name, r, size)
@@ -414,79 +336,8 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	return s.putMultipart(ctx, name, r, size)
 }
 
-// body returns a seekable reader of exactly size bytes of r without
-// copying when r can be read at offsets, or buffers it. It checks that r
-// holds exactly size bytes.
-func body(r io.Reader, size int64) (io.ReadSeeker, error) {
-	sr, err := section(r, size)
-	if err != nil || sr != nil {
-		return sr, err
-	}
-	buf := make([]byte, size)
-	if err := readPart(r, buf, true); err != nil {
-		return nil, err
-	}
-	return bytes.NewReader(buf), nil
-}
-
-// section returns the size bytes of r from its current offset as a
-// SectionReader when r can be read at offsets (an *os.File, a
-// SectionReader, a bytes.Reader), checking that r holds exactly size
-// bytes; nil when it cannot.
-func section(r io.Reader, size int64) (*io.SectionReader, error) {
-	ra, ok := r.(interface {
-		io.ReaderAt
-		io.Seeker
-	})
-	if !ok {
-		return nil, nil
-	}
-	cur, err := ra.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, nil // not seekable after all (a pipe): read it in order
-	}
-	end, err := ra.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, fmt.Errorf("s3: seek object data: %w", err)
-	}
-	if _, err := ra.Seek(cur, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("s3: seek object data: %w", err)
-	}
-	if end-cur != size {
-		return nil, fmt.Errorf("%w: reader holds %d bytes, want %d", ErrSize, end-cur, size)
-	}
-	return io.NewSectionReader(ra, cur, size), nil
-}
-
-// readPart fills buf from r. When last, it also checks that r ends there.
-func readPart(r io.Reader, buf []byte, last bool) error {
-	n, err := io.ReadFull(r, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("%w: reader ended %d bytes early", ErrSize, len(buf)-n)
-	}
-	if err != nil {
-		return fmt.Errorf("s3: read object data: %w", err)
-	}
-	if last {
-		var one [1]byte
-		for {
-			n, err := r.Read(one[:])
-			if n > 0 {
-				return fmt.Errorf("%w: reader holds more bytes than announced", ErrSize)
-			}
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("s3: read object data: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 func (s *Store) putSingle(ctx context.Context, name string, r io.Reader, size int64) error {
-	b, err := body(r, size)
+	b, err := recorder.PutBody(r, size)
 	if err != nil {
 		return err
 	}
@@ -546,23 +397,8 @@ func (s *Store) putMultipart(ctx context.Context, name string, r io.Reader, size
 	}
 	s.abortStale(ctx, key)
 
-	partSize := s.partSize
-	if (size+partSize-1)/partSize > MaxParts {
-		partSize = (size + MaxParts - 1) / MaxParts
-		partSize = (partSize + (1<<20 - 1)) &^ (1<<20 - 1)
-	}
-	nparts := int((size + partSize - 1) / partSize)
-
-	// Keep r's data addressable by offset when it allows, so parts need
-	// no buffer; otherwise read it part by part into a few buffers.
-	var ra io.ReaderAt
-	sr, err := section(r, size)
-	if err != nil {
-		return err
-	}
-	if sr != nil {
-		ra = sr
-	}
+	partSize := recorder.PartSize(size, s.partSize, MaxParts)
+	nparts := recorder.PartCount(size, partSize)
 
 	// CRC32 per part, checked by the server, and named at creation so
 	// that every server accepts the part checksums at completion.
@@ -591,85 +427,30 @@ func (s *Store) putMultipart(ctx context.Context, name string, r io.Reader, size
 		}
 	}()
 
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		parts    = make([]types.CompletedPart, nparts)
-		bufs     = make(chan []byte, s.conc)
-		slots    = make(chan struct{}, s.conc)
-	)
-	fail := func(e error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = e
-			cancel()
+	// Parts are read at their offsets when r allows, so they need no
+	// buffer; otherwise part by part into a few buffers.
+	parts := make([]types.CompletedPart, nparts)
+	err = recorder.UploadParts(ctx, r, size, partSize, s.conc, func(ctx context.Context, i int, body io.ReadSeeker, n int64) error {
+		num := int32(i + 1)
+		out, err := s.c.UploadPart(ctx, &awss3.UploadPartInput{
+			Bucket: &s.bucket, Key: &key, UploadId: uploadID,
+			PartNumber: aws.Int32(num), Body: body, ContentLength: aws.Int64(n),
+			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		})
+		if err != nil {
+			return s.wrap(err, "UploadPart", "s3:PutObject", name)
 		}
-		mu.Unlock()
-	}
-	for i := range nparts {
-		off := int64(i) * partSize
-		n := min(partSize, size-off)
-		select {
-		case slots <- struct{}{}:
-		case <-pctx.Done():
+		parts[i] = types.CompletedPart{
+			PartNumber:     aws.Int32(num),
+			ETag:           out.ETag,
+			ChecksumCRC32:  out.ChecksumCRC32,
+			ChecksumCRC32C: out.ChecksumCRC32C,
+			ChecksumSHA1:   out.ChecksumSHA1,
+			ChecksumSHA256: out.ChecksumSHA256,
 		}
-		if pctx.Err() != nil {
-			break
-		}
-		var pb io.ReadSeeker
-		var buf []byte
-		if ra != nil {
-			pb = io.NewSectionReader(ra, off, n)
-		} else {
-			select {
-			case buf = <-bufs:
-			default:
-				buf = make([]byte, partSize)
-			}
-			buf = buf[:n]
-			if rerr := readPart(r, buf, i == nparts-1); rerr != nil {
-				<-slots
-				fail(rerr)
-				break
-			}
-			pb = bytes.NewReader(buf)
-		}
-		wg.Add(1)
-		go func(num int32, pb io.ReadSeeker, n int64, buf []byte) {
-			defer wg.Done()
-			defer func() {
-				if buf != nil {
-					bufs <- buf[:cap(buf)]
-				}
-				<-slots
-			}()
-			out, perr := s.c.UploadPart(pctx, &awss3.UploadPartInput{
-				Bucket: &s.bucket, Key: &key, UploadId: uploadID,
-				PartNumber: aws.Int32(num), Body: pb, ContentLength: aws.Int64(n),
-				ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
-			})
-			if perr != nil {
-				fail(s.wrap(perr, "UploadPart", "s3:PutObject", name))
-				return
-			}
-			parts[num-1] = types.CompletedPart{
-				PartNumber:     aws.Int32(num),
-				ETag:           out.ETag,
-				ChecksumCRC32:  out.ChecksumCRC32,
-				ChecksumCRC32C: out.ChecksumCRC32C,
-				ChecksumSHA1:   out.ChecksumSHA1,
-				ChecksumSHA256: out.ChecksumSHA256,
-			}
-		}(int32(i+1), pb, n, buf)
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	if err := ctx.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	in := &awss3.CompleteMultipartUploadInput{
@@ -747,7 +528,7 @@ func (s *Store) Stat(ctx context.Context, name string) (recorder.ObjectInfo, err
 // List returns the objects whose names begin with prefix, sorted by name.
 func (s *Store) List(ctx context.Context, prefix string) ([]recorder.ObjectInfo, error) {
 	if s.closed.Load() {
-		return nil, fmt.Errorf("s3: store is closed: %w", net.ErrClosed)
+		return nil, errClosed
 	}
 	full := s.prefix + prefix
 	p := awss3.NewListObjectsV2Paginator(s.c, &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &full})
@@ -798,26 +579,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// PermissionError reports an operation S3 refused. It wraps
+// PermissionError reports an operation S3 refused: Op is the API call
+// ("PutObject"), Permission the IAM action the caller lacks
+// ("s3:PutObject"), Container the bucket and Object the key. It wraps
 // recorder.ErrPermission and the SDK's error.
-type PermissionError struct {
-	Op         string // S3 API call, such as "PutObject"
-	Permission string // IAM action the caller lacks, such as "s3:PutObject"
-	Bucket     string
-	Key        string // empty for bucket operations
-	Err        error  // the SDK's error
-}
-
-func (e *PermissionError) Error() string {
-	where := "bucket " + strconv.Quote(e.Bucket)
-	if e.Key != "" {
-		where += " key " + strconv.Quote(e.Key)
-	}
-	return fmt.Sprintf("s3: %s on %s denied: missing permission %s: %v", e.Op, where, e.Permission, e.Err)
-}
-
-// Unwrap returns recorder.ErrPermission and the SDK's error.
-func (e *PermissionError) Unwrap() []error { return []error{recorder.ErrPermission, e.Err} }
+type PermissionError = recorder.PermissionError
 
 // wrap turns an SDK error into one of the recorder's: missing objects
 // wrap ErrNotExist, refused preconditions ErrExists, denials
@@ -834,7 +600,11 @@ func (s *Store) wrap(err error, op, perm, name string) error {
 	case code == "PreconditionFailed" || status == http.StatusPreconditionFailed:
 		return fmt.Errorf("s3: put %q: %w", name, recorder.ErrExists)
 	case code == "AccessDenied" || code == "Forbidden" || status == http.StatusForbidden:
-		return &PermissionError{Op: op, Permission: perm, Bucket: s.bucket, Key: s.Key(name), Err: err}
+		obj := ""
+		if name != "" {
+			obj = s.Key(name)
+		}
+		return &PermissionError{Driver: "s3", Op: op, Permission: perm, Container: s.bucket, Object: obj, Err: err}
 	case code == "NoSuchBucket":
 		return fmt.Errorf("s3: %s: bucket %q does not exist: %w", op, s.bucket, recorder.ErrNotExist)
 	case code == "NoSuchKey" || code == "NotFound" || status == http.StatusNotFound:

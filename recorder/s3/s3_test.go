@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,13 +29,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var bucketSeq atomic.Int64
-
-// newBucketName returns a bucket name no other test of this process uses.
-func newBucketName(tag string) string {
-	return fmt.Sprintf("sp-%s-%d-%d", tag, time.Now().UnixNano()%1e9, bucketSeq.Add(1))
-}
-
 // storeURI is the URI of a new bucket on srv, with a 5 MiB multipart
 // threshold so that 11 MiB objects take the multipart path.
 func storeURI(srv *testservice.S3, bucket, extra string) string {
@@ -48,12 +38,7 @@ func storeURI(srv *testservice.S3, bucket, extra string) string {
 
 func openStore(t testing.TB, srv *testservice.S3, extra string) *Store {
 	t.Helper()
-	st, err := recorder.OpenStore(context.Background(), storeURI(srv, newBucketName("t"), extra))
-	if err != nil {
-		t.Fatalf("OpenStore: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st.(*Store)
+	return recordertest.OpenURI(t, storeURI(srv, recordertest.UniqueName("t"), extra)).(*Store)
 }
 
 // rawClient is an SDK client for srv with its root credentials, closed at
@@ -73,28 +58,20 @@ func rawClient(t testing.TB, srv *testservice.S3, access, secret string) *awss3.
 
 const bigSize = 11<<20 + 12345 // three 5 MiB parts
 
+// The suite's large objects take the multipart path in three parts, the
+// last one short.
+var suiteOptions = recordertest.Options{LargeSize: bigSize}
+
 func TestConformanceMinIO(t *testing.T) {
 	srv := testservice.StartMinIO(t)
 	srv.SetEnv(t)
-	recordertest.Run(t, func(t testing.TB) recorder.Store { return openStore(t, srv, "") })
+	recordertest.RunOptions(t, func(t testing.TB) recorder.Store { return openStore(t, srv, "") }, suiteOptions)
 }
 
 func TestConformanceVersityGW(t *testing.T) {
 	srv := testservice.StartVersityGW(t)
 	srv.SetEnv(t)
-	recordertest.Run(t, func(t testing.TB) recorder.Store { return openStore(t, srv.S3, "") })
-}
-
-func TestMinIOContract(t *testing.T) {
-	srv := testservice.StartMinIO(t)
-	srv.SetEnv(t)
-	testContract(t, func(t *testing.T) recorder.Store { return openStore(t, srv, "") }, bigSize)
-}
-
-func TestVersityGWContract(t *testing.T) {
-	srv := testservice.StartVersityGW(t)
-	srv.SetEnv(t)
-	testContract(t, func(t *testing.T) recorder.Store { return openStore(t, srv.S3, "") }, bigSize)
+	recordertest.RunOptions(t, func(t testing.TB) recorder.Store { return openStore(t, srv.S3, "") }, suiteOptions)
 }
 
 // TestCompleteIsConditional: an object that appears while a multipart Put
@@ -113,10 +90,9 @@ func TestCompleteIsConditional(t *testing.T) {
 			srv.SetEnv(t)
 			s := openStore(t, srv, "")
 			ctx := context.Background()
-			data := randBytes(bigSize, 1)
-			gate := make(chan struct{})
+			data := recordertest.RandomData(bigSize, 1)
 			// The reader stops after the first part until the rival object is in.
-			r := io.MultiReader(bytes.NewReader(data[:6<<20]), gatedReader{gate, bytes.NewReader(data[6<<20:])})
+			r := recordertest.NewGatedReader(bytes.NewReader(data), 6<<20)
 			errc := make(chan error, 1)
 			go func() { errc <- s.Put(ctx, "rec", r, int64(len(data))) }()
 			waitUploads(t, s, "rec", 1)
@@ -124,24 +100,14 @@ func TestCompleteIsConditional(t *testing.T) {
 			if err := s.Put(ctx, "rec", bytes.NewReader(rival), int64(len(rival))); err != nil {
 				t.Fatalf("rival Put: %v", err)
 			}
-			close(gate)
+			r.Open()
 			if err := <-errc; !errors.Is(err, recorder.ErrExists) {
 				t.Fatalf("multipart Put = %v, want ErrExists", err)
 			}
-			mustGet(t, s, "rec", rival)
+			recordertest.WantObject(t, s, "rec", rival)
 			waitUploads(t, s, "rec", 0)
 		})
 	}
-}
-
-type gatedReader struct {
-	gate <-chan struct{}
-	r    io.Reader
-}
-
-func (g gatedReader) Read(p []byte) (int, error) {
-	<-g.gate
-	return g.r.Read(p)
 }
 
 // waitUploads waits until the bucket holds n multipart uploads for name.
@@ -170,7 +136,7 @@ func TestOpenBucket(t *testing.T) {
 	ctx := context.Background()
 	raw := rawClient(t, srv, srv.AccessKey, srv.SecretKey)
 	t.Run("creates-missing", func(t *testing.T) {
-		b := newBucketName("create")
+		b := recordertest.UniqueName("create")
 		s, err := Open(ctx, &Config{Client: raw, Bucket: b})
 		if err != nil {
 			t.Fatal(err)
@@ -187,13 +153,13 @@ func TestOpenBucket(t *testing.T) {
 		s2.Close()
 	})
 	t.Run("no-create", func(t *testing.T) {
-		_, err := Open(ctx, &Config{Client: raw, Bucket: newBucketName("nocreate"), NoCreateBucket: true})
+		_, err := Open(ctx, &Config{Client: raw, Bucket: recordertest.UniqueName("nocreate"), NoCreateBucket: true})
 		if !errors.Is(err, recorder.ErrNotExist) {
 			t.Fatalf("Open = %v, want ErrNotExist", err)
 		}
 	})
 	t.Run("prefix", func(t *testing.T) {
-		st, err := recorder.OpenStore(ctx, "s3://"+newBucketName("prefix")+"/recordings/?endpoint="+url.QueryEscape(srv.Endpoint)+"&path_style=true")
+		st, err := recorder.OpenStore(ctx, "s3://"+recordertest.UniqueName("prefix")+"/recordings/?endpoint="+url.QueryEscape(srv.Endpoint)+"&path_style=true")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +190,7 @@ func TestSSE(t *testing.T) {
 		size int
 	}{{"single", 1000}, {"multipart", bigSize}} {
 		t.Run(tc.name, func(t *testing.T) {
-			data := randBytes(tc.size, 5)
+			data := recordertest.RandomData(tc.size, 5)
 			if err := s.Put(ctx, tc.name, bytes.NewReader(data), int64(len(data))); err != nil {
 				t.Fatal(err)
 			}
@@ -235,7 +201,7 @@ func TestSSE(t *testing.T) {
 			if out.ServerSideEncryption != "AES256" {
 				t.Fatalf("ServerSideEncryption = %q, want AES256", out.ServerSideEncryption)
 			}
-			mustGet(t, s, tc.name, data)
+			recordertest.WantObject(t, s, tc.name, data)
 		})
 	}
 }
@@ -250,7 +216,7 @@ func TestPermissionDenied(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "plainuser")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "plainuser-secret")
 
-	_, err := recorder.OpenStore(ctx, storeURI(gw.S3, newBucketName("denied"), ""))
+	_, err := recorder.OpenStore(ctx, storeURI(gw.S3, recordertest.UniqueName("denied"), ""))
 	var pe *PermissionError
 	if !errors.Is(err, recorder.ErrPermission) || !errors.As(err, &pe) {
 		t.Fatalf("Open as user = %v, want a PermissionError", err)
@@ -264,7 +230,7 @@ func TestPermissionDenied(t *testing.T) {
 
 	// A bucket of the root account: the user may not write into it.
 	root := rawClient(t, gw.S3, gw.AccessKey, gw.SecretKey)
-	b := newBucketName("rootowned")
+	b := recordertest.UniqueName("rootowned")
 	if _, err := root.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: &b}); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +242,7 @@ func TestPermissionDenied(t *testing.T) {
 	}
 }
 
-func discardLogger() *slog.Logger { return slog.New(discardHandler{}) }
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestOpenURIErrors(t *testing.T) {
 	ctx := context.Background()
@@ -292,6 +258,9 @@ func TestOpenURIErrors(t *testing.T) {
 		{"kms-key-without-kms", "s3://bucket?sse_kms_key_id=k&endpoint=http://127.0.0.1:1", "needs SSE aws:kms"},
 		{"small-part", "s3://bucket?part_size=1M&endpoint=http://127.0.0.1:1", "below the S3 minimum"},
 		{"bad-concurrency", "s3://bucket?concurrency=0", "bad concurrency"},
+		{"bad-part-size", "s3://bucket?part_size=lots", `bad part_size "lots"`},
+		{"bad-create-bucket", "s3://bucket?create_bucket=perhaps", "bad create_bucket"},
+		{"endpoint-credentials", "s3://bucket?endpoint=" + url.QueryEscape("http://AKIA:secretvalue@127.0.0.1:1"), "bad endpoint: credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := recorder.OpenStore(ctx, tc.uri)
@@ -300,24 +269,6 @@ func TestOpenURIErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "secretvalue") {
 				t.Fatalf("error leaks the secret: %v", err)
-			}
-		})
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"5M", 5 << 20, true}, {"5MiB", 5 << 20, true}, {"1G", 1 << 30, true}, {"64K", 64 << 10, true},
-		{"123", 123, true}, {"", 0, false}, {"-1", 0, false}, {"x", 0, false}, {"99999999999G", 0, false},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseSize(tc.in)
-			if (err == nil) != tc.ok || got != tc.want {
-				t.Fatalf("parseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
 			}
 		})
 	}
