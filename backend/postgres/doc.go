@@ -1,0 +1,143 @@
+// Package postgres is a backend.Backend stored in PostgreSQL: several
+// auth servers share one database (a managed PostgreSQL is fine: no
+// replication privilege or extension is needed), see each other's writes
+// at once and follow each other's changes through watches.
+//
+// # Usage
+//
+//	b, err := postgres.Open(ctx, &postgres.Config{
+//		ConnString: "postgres://sallyport@db.internal/sallyport?sslmode=verify-full",
+//	})
+//	if err != nil { ... }
+//	defer b.Close()
+//
+// or, with the driver imported for its side effect,
+//
+//	import _ "github.com/sallyport/sallyport/backend/postgres"
+//	b, err := backend.Open(ctx, "postgres://sallyport@db.internal/sallyport?schema=cluster1")
+//
+// Config.Pool takes a ready *pgxpool.Pool instead of a connection string.
+//
+// # URI parameters
+//
+// postgres:// and postgresql:// URIs are pgx connection URLs (host, port,
+// user, password, database, sslmode, sslrootcert, pool_max_conns, ...).
+// The driver reads and removes its own parameters before the URL reaches
+// pgx:
+//
+//	schema=NAME           Config.Schema: the schema for the tables (created if missing)
+//	poll_interval=1s      Config.PollInterval
+//	gap_timeout=5s        Config.GapTimeout
+//	sweep_interval=1s     Config.SweepInterval
+//	sweep_batch=500       Config.SweepBatch
+//	event_retention=1h    Config.EventRetention
+//
+// # Schema and permissions
+//
+// Open creates, when they do not exist, in Config.Schema (or the current
+// schema):
+//
+//	CREATE TABLE sallyport_kv (key bytea PRIMARY KEY, value bytea NOT NULL,
+//		revision bigint NOT NULL, expires timestamptz);
+//	CREATE INDEX sallyport_kv_expires ON sallyport_kv (expires) WHERE expires IS NOT NULL;
+//	CREATE TABLE sallyport_events (revision bigint, key bytea, op smallint,
+//		value bytea, expires timestamptz, created timestamptz DEFAULT now(),
+//		PRIMARY KEY (revision, key));
+//	CREATE SEQUENCE sallyport_revision;
+//
+// That needs the CREATE privilege on the schema (and on the database when
+// the schema must be created). Without it, Open fails with an error
+// wrapping ErrPermission that names the missing privilege. An
+// administrator may instead create the objects once (by opening the
+// backend as the owner) and grant the application role
+//
+//	GRANT SELECT, INSERT, UPDATE, DELETE ON sallyport_kv, sallyport_events TO app;
+//	GRANT USAGE, SELECT, UPDATE ON SEQUENCE sallyport_revision TO app;
+//
+// When every object exists, Open changes nothing and needs no DDL
+// privilege.
+//
+// # Revisions
+//
+// Every write takes one value of the sequence sallyport_revision, so
+// revisions are global and increase with each write; all items of an
+// AtomicWrite, and all deletes of a DeleteRange or of one expiry sweep,
+// share one.
+//
+// # Watches
+//
+// Every write appends its change (key, new value and expiry, or delete)
+// to sallyport_events in the same statement or transaction as the data,
+// tagged with its revision. Each backend instance runs one change stream:
+// a connection of its own (outside the pool) that reads the change table
+// in revision order from its last position and fans the changes out to
+// its watchers (backend.Fanout). It is woken by LISTEN/NOTIFY: after a
+// write commits, the writing instance sends a NOTIFY in a transaction of
+// its own (a NOTIFY inside the write would serialize every commit on
+// PostgreSQL's notification lock). It also polls every PollInterval, so a
+// lost notification only delays events.
+//
+// Concurrent transactions may commit out of revision order: revision 11
+// can still be in flight when 12 is visible. The stream never delivers
+// past a missing revision while it may still commit: it waits at such a
+// gap until the revision appears or GapTimeout passes. Writes take their
+// revision only once their condition holds, and a statement that took a
+// revision but wrote nothing records a no-op change, so gaps come only
+// from transactions in flight or rolled back by an error. When a revision
+// the stream moved past commits after all, or the stream restarts after
+// a connection loss, the watchers are stopped with backend.ErrWatchBroken
+// so their owners re-read: no change is ever missed silently. Serializing
+// the writers instead (a lock around sequence and commit) would order
+// commits by revision but would cap all writes of the cluster at one
+// commit at a time.
+//
+// After a crash of the database server, its sequence resumes a few
+// values past the last one it handed out (PostgreSQL logs sequence values
+// ahead): the stream then waits GapTimeout once before it moves past
+// those values.
+//
+// A new watcher waits until the stream has delivered every change
+// committed before NewWatcher was called, so its first event after
+// OpInit is newer than anything a read after NewWatcher could miss.
+//
+// # Expiry and pruning
+//
+// Expired items are invisible to reads at once (expires > now() in every
+// query; the database's clock decides). A background sweep every
+// SweepInterval deletes up to SweepBatch expired rows per statement,
+// locking them with FOR UPDATE SKIP LOCKED (it never waits on a writer
+// and holds its locks for one short statement), and writes their delete
+// events. Change rows older than EventRetention are pruned in batches of
+// 1,000; the newest revision is always kept.
+//
+// # Limits
+//
+// Keys up to backend.MaxKeySize bytes (the primary-key index accepts
+// them), values up to backend.MaxValueSize. AtomicWrite locks its keys in
+// key order; a deadlock with a concurrent writer is retried.
+//
+// # Lifecycle
+//
+// Open checks the connection and the tables and starts four goroutines:
+// the change stream, the NOTIFY sender, the expiry sweep and the pruning.
+// Close stops them, closes the watchers with backend.ErrClosed and closes
+// the pool if Open created it; a second Close returns an error wrapping
+// backend.ErrClosed.
+//
+// # Errors
+//
+// Methods return the backend package's errors (ErrNotFound,
+// ErrAlreadyExists, ErrCompareFailed, ErrTooLarge, ErrInvalid, ErrClosed)
+// wrapped with the operation and key; database errors are wrapped as pgx
+// returns them (*pgconn.PgError, connection errors). While the database is
+// unreachable, calls fail and watchers stop with backend.ErrWatchBroken;
+// NewWatcher fails until the change stream has reconnected, which it does
+// by itself with a backoff of up to two seconds.
+//
+// # Cancellation
+//
+// Every method honours its context: a cancelled or expired context fails
+// the call with an error wrapping the context's error, and a statement
+// that had not committed has no effect. A watcher stops when the context
+// given to NewWatcher is done.
+package postgres
