@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sallyport/sallyport/alpn"
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/authapi"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
@@ -94,6 +95,14 @@ type Config struct {
 	// Nil means the system roots; a certificate signed by the cluster's
 	// host CA is accepted too.
 	ProxyRoots *x509.CertPool
+	// SkipRoleCheck turns off the agent's own check of the user's roles:
+	// by default every SSH action needs a role in the user certificate's
+	// authapi.ExtRules extension that grants the login on a node with
+	// this agent's Labels (authapi.CheckSSHLogin), before SSH.Authorize
+	// (when set) is asked. The check is what protects a direct-mode agent
+	// reached without a proxy; skip it only when SSH.Authorize does the
+	// same.
+	SkipRoleCheck bool
 	// HeartbeatInterval is how often the agent announces itself; zero
 	// means DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
@@ -168,6 +177,21 @@ func New(ctx context.Context, cfg *Config) (*Agent, error) {
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		return a.dialer.DialContext(ctx, "tcp", addr)
 	}
+	// Through the proxy, auth is reached by the sallyport-auth ALPN route,
+	// or, when a Layer-7 load balancer terminates TLS in front of the
+	// proxy, through its WebSocket connection upgrade.
+	dialTLS := func(hostCAs []*x509.Certificate) authapi.DialTLSFunc {
+		if len(c.AuthAddrs) > 0 {
+			return nil
+		}
+		return func(ctx context.Context, addr string, conf *tls.Config) (net.Conn, error) {
+			d := &alpn.Dialer{NetDialer: a.dialer, UpgradeTLSConfig: a.proxyTLSConfig(hostCAs)}
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				d.UpgradeTLSConfig.ServerName = host
+			}
+			return authapi.ALPNDialTLS(d)(ctx, addr, conf)
+		}
+	}
 	a.creds = c.Credentials
 	if a.creds == nil {
 		var public []string
@@ -178,7 +202,7 @@ func New(ctx context.Context, cfg *Config) (*Agent, error) {
 		}
 		creds, err := authapi.Join(ctx, authapi.JoinConfig{
 			Addrs: addrs, Token: c.JoinToken, CAPin: c.CAPin, HostID: c.HostID,
-			NodeName: c.NodeName, PublicAddrs: public, DialContext: dial, ALPN: alpnProtos,
+			NodeName: c.NodeName, PublicAddrs: public, DialContext: dial, ALPN: alpnProtos, DialTLS: dialTLS(nil),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("agent: join: %w", err)
@@ -205,6 +229,18 @@ func New(ctx context.Context, cfg *Config) (*Agent, error) {
 	if sc.Logger == nil {
 		sc.Logger = c.Logger
 	}
+	if !c.SkipRoleCheck {
+		userAuthorize := c.SSH.Authorize
+		sc.Authorize = func(ctx context.Context, req sshserver.AccessRequest) error {
+			if err := authapi.CheckSSHLogin(req.Extensions, req.Login, req.Labels); err != nil {
+				return err
+			}
+			if userAuthorize != nil {
+				return userAuthorize(ctx, req)
+			}
+			return nil
+		}
+	}
 	userAudit := c.SSH.Audit
 	sc.Audit = func(ctx context.Context, ev sshserver.Event) {
 		if userAudit != nil {
@@ -212,7 +248,7 @@ func New(ctx context.Context, cfg *Config) (*Agent, error) {
 		}
 		a.emit(ev)
 	}
-	a.auth, err = authapi.NewClient(&authapi.ClientConfig{Addrs: addrs, Credentials: a.creds, DialContext: dial, ALPN: alpnProtos, Logger: c.Logger})
+	a.auth, err = authapi.NewClient(&authapi.ClientConfig{Addrs: addrs, Credentials: a.creds, DialContext: dial, ALPN: alpnProtos, DialTLS: dialTLS(a.creds.HostCAs), Logger: c.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -364,12 +400,26 @@ func (a *Agent) tunnelAddr(p *proxy.PingResponse) string {
 }
 
 func (a *Agent) httpClient() *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext:     a.dialer.DialContext,
+			TLSClientConfig: a.proxyTLSConfig(a.creds.HostCAs),
+			Proxy:           nil, // the dialer already goes through HTTPS_PROXY
+		},
+	}
+}
+
+// proxyTLSConfig verifies the proxy's (or its load balancer's) web
+// certificate: by ProxyRoots (nil: the system roots) and name, or by the
+// cluster's host CAs.
+func (a *Agent) proxyTLSConfig(hostCAs []*x509.Certificate) *tls.Config {
 	pool := x509.NewCertPool()
-	for _, ca := range a.creds.HostCAs {
+	for _, ca := range hostCAs {
 		pool.AddCert(ca)
 	}
 	roots := a.cfg.ProxyRoots
-	tc := &tls.Config{
+	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // replaced by VerifyConnection
 		VerifyConnection: func(st tls.ConnectionState) error {
@@ -383,19 +433,12 @@ func (a *Agent) httpClient() *http.Client {
 			leaf := st.PeerCertificates[0]
 			// A public certificate for the proxy's name, or one of the
 			// cluster's host CA (checked by identity, not by name).
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: st.ServerName}); err == nil {
-				return nil
+			_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: st.ServerName})
+			if err == nil || len(hostCAs) == 0 {
+				return err
 			}
-			_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter})
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter})
 			return err
-		},
-	}
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext:     a.dialer.DialContext,
-			TLSClientConfig: tc,
-			Proxy:           nil, // the dialer already goes through HTTPS_PROXY
 		},
 	}
 }

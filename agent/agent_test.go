@@ -353,3 +353,103 @@ func TestDirectMode(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectModeRoleCheck: a direct-mode agent, reached without a proxy,
+// checks its own labels against the roles in the user's SSH certificate.
+func TestDirectModeRoleCheck(t *testing.T) {
+	a := startAuth(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	role := &authv1.Role{Name: "prod-only", Logins: []string{"root"}, NodeLabels: map[string]*authv1.LabelValues{"env": {Values: []string{"prod"}}}}
+	if _, err := a.admin.API().UpsertRole(ctx, &authv1.UpsertRoleRequest{Role: role}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.admin.API().UpsertUser(ctx, &authv1.UpsertUserRequest{Name: "bob", Password: "password-1", Roles: []string{"prod-only"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := authapi.NewClient(&authapi.ClientConfig{Addrs: []string{a.addr}, CAPin: a.srv.CAPin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bob, err := c.Login(ctx, authapi.LoginRequest{User: "bob", Password: "password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		labels map[string]string
+		skip   bool
+		ok     bool
+	}{
+		{name: "labels-match", labels: map[string]string{"env": "prod"}, ok: true},
+		{name: "labels-differ", labels: map[string]string{"env": "test"}, ok: false},
+		{name: "no-labels", labels: nil, ok: false},
+		{name: "check-skipped", labels: map[string]string{"env": "test"}, skip: true, ok: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := a.token(ctx, authapi.RoleAgent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := make(chan sshserver.Event, 100)
+			ag, err := agent.New(ctx, &agent.Config{
+				AuthAddrs: []string{a.addr}, JoinToken: tok, CAPin: a.srv.CAPin(),
+				NodeName: "node-" + tc.name, Labels: tc.labels, DirectListener: l, SkipRoleCheck: tc.skip,
+				SSH: sshserver.Config{Audit: func(_ context.Context, ev sshserver.Event) {
+					select {
+					case events <- ev:
+					default:
+					}
+				}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- ag.Serve(ctx) }()
+			defer func() { ag.Close(); <-done }()
+			out, err := sshRun(bob, l.Addr().String(), "node-"+tc.name, "root", "echo hello $(whoami)")
+			if tc.ok {
+				if err != nil || !strings.Contains(out, "hello root") {
+					t.Fatalf("granted login failed: %v %q", err, out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("login on a node the roles do not select succeeded: %q", out)
+			}
+			for {
+				select {
+				case ev := <-events:
+					if ev.Type == sshserver.EventAccessDenied && ev.User == "bob" && strings.Contains(ev.Reason, "do not grant login") {
+						// The denial reached the audit log too.
+						deadline := time.Now().Add(10 * time.Second)
+						for {
+							resp, err := a.admin.API().SearchAuditEvents(ctx, &authv1.SearchAuditEventsRequest{Types: []string{"access.denied"}})
+							if err != nil {
+								t.Fatal(err)
+							}
+							for _, e := range resp.GetEvents() {
+								if e.GetActor() == "bob" && e.GetFields()["node"] == "node-"+tc.name {
+									return
+								}
+							}
+							if time.Now().After(deadline) {
+								t.Fatalf("no access.denied audit event for bob on node-%s: %v", tc.name, resp.GetEvents())
+							}
+							time.Sleep(50 * time.Millisecond)
+						}
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("no access.denied event")
+				}
+			}
+		})
+	}
+}

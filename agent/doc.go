@@ -41,6 +41,12 @@
 //     labels, direct addresses, service "ssh") every Config.HeartbeatInterval
 //     through the same sallyport-auth route; proxies watch these records.
 //
+// Steps 1 and 4 (and audit events) use authapi.ALPNDialTLS: when a
+// Layer-7 load balancer that terminates TLS sits in front of the proxy
+// (the ALPN protocol is lost), they fall back to the proxy's WebSocket
+// connection upgrade, like the tunnel, with the TLS handshake to auth (and
+// its CA pin check) inside it. The balancer's certificate is verified with
+// Config.ProxyRoots (nil: the system roots) and ProxyAddr's host name.
 // Config.AuthAddrs makes steps 1 and 4 go to the Auth Service directly.
 //
 // # Direct mode
@@ -55,19 +61,24 @@
 // Config.SSH is used as given except HostKey, HostCert, UserCAs,
 // ClusterName, NodeName and Labels, which come from the identity and the
 // Config. Users connect as a login that their certificate's principals
-// (their roles' logins) include; the proxy has already checked their roles
-// against the node's labels. Every sshserver audit event (session start
+// (their roles' logins) include. Every sshserver audit event (session start
 // and end, exec, port forwarding, refusals) is passed to Config.SSH.Audit,
 // if set, and sent to the Auth Service: refusals as access.denied, the
 // rest as session events, with the client's address as source and the
 // sshserver event type in the "event" field. Config.SSH.Recorder records
 // terminal sessions.
 //
-// The node itself checks the login (a principal of the certificate), not
-// the roles' node labels: agents may not read roles from the Auth Service,
-// so label checks happen at the proxy. A client that can reach a direct
-// port without the proxy is only checked for the login; restrict direct
-// ports to the proxies' network, or set Config.SSH.Authorize.
+// The node checks the roles itself, so that a direct port reached without
+// a proxy still applies them: every SSH action needs one of the roles in
+// the user certificate's sallyport-rules@sallyport extension
+// (authapi.ExtRules: the logins and node label selectors of the user's
+// roles at login time) to grant the login and select Config.Labels
+// (authapi.CheckSSHLogin); then Config.SSH.Authorize, when set, is asked
+// too. A refusal fails the request on the client and is an access.denied
+// audit event whose "reason" names the roles. Role changes reach a node
+// with the user's next certificate (they are short-lived); the proxy,
+// which reads roles from auth, applies them at once. Config.SkipRoleCheck
+// turns the node's check off.
 //
 // # Lifecycle
 //

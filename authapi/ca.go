@@ -227,45 +227,15 @@ func (ca *certAuthority) signSSH(pub ssh.PublicKey, certType uint32, keyID strin
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c))), nil
 }
 
-// parseTLSPublicKey accepts an ECDSA (P-256 or P-384) or Ed25519 public key
-// in PKIX DER.
-func parseTLSPublicKey(der []byte) (crypto.PublicKey, error) {
-	if len(der) == 0 || len(der) > 4096 {
-		return nil, fmt.Errorf("%w: tls public key missing or too large", ErrInvalidArgument)
-	}
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: tls public key: %v", ErrInvalidArgument, err)
-	}
-	switch k := k.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-			return nil, fmt.Errorf("%w: tls public key: unsupported curve", ErrInvalidArgument)
-		}
-	case ed25519.PublicKey:
-	default:
-		return nil, fmt.Errorf("%w: tls public key: want ECDSA or Ed25519, got %T", ErrInvalidArgument, k)
-	}
-	return k, nil
-}
+// parseTLSPublicKey is ParseTLSPublicKey, for the handlers.
+func parseTLSPublicKey(der []byte) (crypto.PublicKey, error) { return ParseTLSPublicKey(der) }
 
-// parseSSHPublicKey accepts an authorized_keys line (Ed25519, ECDSA, RSA
-// of at least 2048 bits); empty gives nil.
+// parseSSHPublicKey is ParseSSHPublicKey, except that empty gives nil.
 func parseSSHPublicKey(s string) (ssh.PublicKey, error) {
 	if s == "" {
 		return nil, nil
 	}
-	if len(s) > 16<<10 {
-		return nil, fmt.Errorf("%w: ssh public key too large", ErrInvalidArgument)
-	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s))
-	if err != nil {
-		return nil, fmt.Errorf("%w: ssh public key: %v", ErrInvalidArgument, err)
-	}
-	if _, isCert := k.(*ssh.Certificate); isCert {
-		return nil, fmt.Errorf("%w: ssh public key is a certificate", ErrInvalidArgument)
-	}
-	return k, nil
+	return ParseSSHPublicKey([]byte(s))
 }
 
 // hostNames splits "host:port" addresses into DNS names and IPs for a

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sallyport/sallyport/alpn"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
 )
 
@@ -63,6 +64,13 @@ type ClientConfig struct {
 	// ALPN, when set, is offered before "h2" in the TLS handshake (for
 	// example ALPN, so a proxy's TLS router passes the connection to auth).
 	ALPN []string
+	// DialTLS, when set, opens the connection and runs the TLS handshake
+	// itself (DialContext is then unused), with the client's TLS
+	// configuration (ALPN, client certificate, server verification).
+	// ALPNDialTLS makes one from an alpn.Dialer, which reaches a proxy's
+	// TLS router through a Layer-7 load balancer that terminates TLS.
+	// Nil means DialContext and the handshake of the gRPC transport.
+	DialTLS DialTLSFunc
 	// MaxRetries is how often an idempotent call is retried when no
 	// server is available; zero means 5, negative means never.
 	MaxRetries int
@@ -147,9 +155,25 @@ func NewClient(cfg *ClientConfig) (*Client, error) {
 		var d net.Dialer
 		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
+	var tc credentials.TransportCredentials = credentials.NewTLS(tlsConf)
+	if dialTLS := c.cfg.DialTLS; dialTLS != nil {
+		// The gRPC transport adds "h2" to what it offers; so must we.
+		dconf := tlsConf.Clone()
+		if !slices.Contains(dconf.NextProtos, "h2") {
+			dconf.NextProtos = append(dconf.NextProtos, "h2")
+		}
+		dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			conn, err := dialTLS(ctx, addr, dconf.Clone())
+			if errors.Is(err, ErrPinMismatch) {
+				c.setPinErr(fmt.Errorf("%w: the server's CA does not match %s", ErrPinMismatch, c.cfg.CAPin))
+			}
+			return conn, err
+		}
+		tc = dialedTLS{tc}
+	}
 	conn, err := grpc.NewClient(scheme+":///auth",
 		grpc.WithResolvers(r),
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithTransportCredentials(tc),
 		grpc.WithContextDialer(dial),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithChainUnaryInterceptor(c.retryInterceptor),
@@ -187,7 +211,7 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 	if creds == nil && !strings.HasPrefix(pin, "sha256:") {
 		return nil, fmt.Errorf("%w: CAPin must look like sha256:<hex>", ErrInvalidArgument)
 	}
-	conf.VerifyConnection = func(st tls.ConnectionState) error {
+	verify := func(st tls.ConnectionState) error {
 		var roots []*x509.Certificate
 		if creds != nil {
 			roots = creds.HostCAs
@@ -198,19 +222,93 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 				}
 			}
 			if len(roots) == 0 {
-				err := fmt.Errorf("%w: the server's CA does not match %s", ErrPinMismatch, pin)
-				c.pinMu.Lock()
-				c.pinErr = err
-				c.pinMu.Unlock()
-				return err
+				return fmt.Errorf("%w: the server's CA does not match %s", ErrPinMismatch, pin)
 			}
 		}
-		if err := verifyAuthServer(st, roots, c.cfg.ClusterName); err != nil {
-			return err
+		return verifyAuthServer(st, roots, c.cfg.ClusterName)
+	}
+	if c.cfg.DialTLS != nil {
+		// The hook may try several paths (an alpn.Dialer tries the
+		// direct one, then the connection upgrade): report every
+		// failure as a certificate failure, which makes it try the next
+		// path, and record a pin mismatch only when the dial as a whole
+		// fails (see NewClient).
+		conf.VerifyConnection = func(st tls.ConnectionState) error {
+			err := verify(st)
+			if err == nil && len(c.cfg.ALPN) > 0 && st.NegotiatedProtocol == "" {
+				// A TLS-terminating load balancer answered, with a
+				// certificate that happens to verify.
+				err = errNoALPN
+			}
+			if err != nil {
+				return &tls.CertificateVerificationError{UnverifiedCertificates: st.PeerCertificates, Err: err}
+			}
+			return nil
 		}
-		return nil
+		return conf, nil
+	}
+	conf.VerifyConnection = func(st tls.ConnectionState) error {
+		err := verify(st)
+		if errors.Is(err, ErrPinMismatch) {
+			c.setPinErr(err)
+		}
+		return err
 	}
 	return conf, nil
+}
+
+func (c *Client) setPinErr(err error) {
+	c.pinMu.Lock()
+	defer c.pinMu.Unlock()
+	if c.pinErr == nil {
+		c.pinErr = err
+	}
+}
+
+// errNoALPN: the server negotiated none of the ALPN protocols offered.
+var errNoALPN = errors.New("authapi: the server negotiated no ALPN protocol (a TLS-terminating load balancer on the path?)")
+
+// DialTLSFunc opens a connection to addr and runs the TLS handshake with
+// conf, returning the established connection: a *tls.Conn, or any net.Conn
+// with a ConnectionState() tls.ConnectionState method. See
+// ClientConfig.DialTLS.
+type DialTLSFunc func(ctx context.Context, addr string, conf *tls.Config) (net.Conn, error)
+
+// ALPNDialTLS returns a DialTLSFunc that dials with a copy of d whose
+// TLSConfig is the client's: directly to a proxy's TLS router, or, when a
+// Layer-7 load balancer terminates TLS on the way, through the proxy's
+// WebSocket connection upgrade (see alpn.Dialer). Set d.NetDialer,
+// d.UpgradeTLSConfig (which must verify the balancer's certificate and
+// name it in ServerName) and d.Upgrade as needed; d.TLSConfig is ignored.
+func ALPNDialTLS(d *alpn.Dialer) DialTLSFunc {
+	var base alpn.Dialer
+	if d != nil {
+		base = *d
+	}
+	return func(ctx context.Context, addr string, conf *tls.Config) (net.Conn, error) {
+		dd := base
+		dd.TLSConfig = conf
+		return dd.DialContext(ctx, "tcp", addr)
+	}
+}
+
+// dialedTLS is the transport credentials of a connection whose TLS
+// handshake ClientConfig.DialTLS has done already.
+type dialedTLS struct {
+	credentials.TransportCredentials
+}
+
+func (d dialedTLS) ClientHandshake(_ context.Context, _ string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	cs, ok := raw.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		raw.Close()
+		return nil, nil, errors.New("authapi: DialTLS returned a connection without TLS state")
+	}
+	return raw, credentials.TLSInfo{State: cs.ConnectionState(), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+}
+
+func (d dialedTLS) Clone() credentials.TransportCredentials {
+	return dialedTLS{d.TransportCredentials.Clone()}
 }
 
 // verifyAuthServer checks that the server's certificate chains to one of
@@ -358,9 +456,10 @@ type JoinConfig struct {
 	// PublicAddrs are the addresses the host is reached at; they become
 	// principals and SANs of its certificates.
 	PublicAddrs []string
-	// DialContext and ALPN are as in ClientConfig.
+	// DialContext, ALPN and DialTLS are as in ClientConfig.
 	DialContext func(ctx context.Context, addr string) (net.Conn, error)
 	ALPN        []string
+	DialTLS     DialTLSFunc
 }
 
 // Join joins the cluster with a token and returns the host's new
@@ -371,7 +470,7 @@ func Join(ctx context.Context, cfg JoinConfig) (*Credentials, error) {
 	if cfg.Token == "" || cfg.CAPin == "" {
 		return nil, fmt.Errorf("%w: Join needs Token and CAPin", ErrInvalidArgument)
 	}
-	c, err := NewClient(&ClientConfig{Addrs: cfg.Addrs, CAPin: cfg.CAPin, DialContext: cfg.DialContext, ALPN: cfg.ALPN, MaxRetries: -1})
+	c, err := NewClient(&ClientConfig{Addrs: cfg.Addrs, CAPin: cfg.CAPin, DialContext: cfg.DialContext, ALPN: cfg.ALPN, DialTLS: cfg.DialTLS, MaxRetries: -1})
 	if err != nil {
 		return nil, err
 	}
@@ -412,16 +511,73 @@ type LoginRequest struct {
 	TOTP string
 	// TTL is the lifetime wanted; zero means the maximum the roles allow.
 	TTL time.Duration
+	// SSHPublicKey, when set, is the caller's own key that the SSH
+	// certificate is issued for (see ValidateSSHPublicKey for the types
+	// allowed); the caller keeps the private key, so the Credentials
+	// returned have no SSHKey and no SSHSigner. Nil means a new Ed25519
+	// key made by Login.
+	SSHPublicKey ssh.PublicKey
+	// TLSPublicKey, when set, is the caller's own key that the X.509
+	// certificate is issued for (see ValidateTLSPublicKey); the
+	// Credentials returned then have no Certificate.PrivateKey. Nil
+	// (and no CSR) means a new ECDSA P-256 key made by Login.
+	TLSPublicKey crypto.PublicKey
+	// CSR, instead of TLSPublicKey, is a PKCS#10 certificate request (DER)
+	// signed by the caller's key; only its public key is used.
+	CSR []byte
 }
 
 // Login checks a user's password (and TOTP code) and returns short-lived
-// user credentials (X.509 and SSH certificates with new keys).
+// user credentials: X.509 and SSH certificates for the caller's keys
+// (LoginRequest.SSHPublicKey, TLSPublicKey or CSR), or for new keys made
+// here for those not given. Keys are validated before anything is sent;
+// a key of a type or size not allowed gives an error wrapping
+// ErrInvalidArgument.
 func (c *Client) Login(ctx context.Context, req LoginRequest) (*Credentials, error) {
-	key, skey, spub, err := newKeys()
-	if err != nil {
-		return nil, err
+	r := &authv1.LoginRequest{User: req.User, Password: req.Password, TotpCode: req.TOTP, Ttl: durationpb.New(req.TTL)}
+	var key crypto.Signer
+	switch {
+	case len(req.CSR) > 0 && req.TLSPublicKey != nil:
+		return nil, fmt.Errorf("%w: LoginRequest has both TLSPublicKey and CSR", ErrInvalidArgument)
+	case len(req.CSR) > 0:
+		if _, err := ParseCSR(req.CSR); err != nil {
+			return nil, err
+		}
+		r.Csr = req.CSR
+	case req.TLSPublicKey != nil:
+		if err := ValidateTLSPublicKey(req.TLSPublicKey); err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKIXPublicKey(req.TLSPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: tls public key: %v", ErrInvalidArgument, err)
+		}
+		r.TlsPublicKey = der
+	default:
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		key, r.TlsPublicKey = k, marshalPub(k)
 	}
-	resp, err := c.api.Login(ctx, &authv1.LoginRequest{User: req.User, Password: req.Password, TotpCode: req.TOTP, Ttl: durationpb.New(req.TTL), TlsPublicKey: marshalPub(key), SshPublicKey: string(ssh.MarshalAuthorizedKey(spub))})
+	var skey ed25519.PrivateKey
+	if req.SSHPublicKey != nil {
+		if err := ValidateSSHPublicKey(req.SSHPublicKey); err != nil {
+			return nil, err
+		}
+		r.SshPublicKey = string(ssh.MarshalAuthorizedKey(req.SSHPublicKey))
+	} else {
+		spub, sk, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		sp, err := ssh.NewPublicKey(spub)
+		if err != nil {
+			return nil, err
+		}
+		skey, r.SshPublicKey = sk, string(ssh.MarshalAuthorizedKey(sp))
+	}
+	resp, err := c.api.Login(ctx, r)
 	if err != nil {
 		return nil, err
 	}

@@ -25,13 +25,16 @@ type Credentials struct {
 	Cluster string
 	// Identity is parsed from the X.509 certificate.
 	Identity *Identity
-	// Certificate is the X.509 certificate (Leaf set) and its key.
+	// Certificate is the X.509 certificate (Leaf set) and its key. The key
+	// is nil when the caller supplied its own public key (Login).
 	Certificate tls.Certificate
 	// SSHCert is the SSH certificate; nil when none was issued.
 	SSHCert *ssh.Certificate
-	// SSHSigner signs with the SSH certificate (nil when SSHCert is nil).
+	// SSHSigner signs with the SSH certificate (nil when SSHCert or SSHKey
+	// is nil).
 	SSHSigner ssh.Signer
-	// SSHKey is the SSH private key.
+	// SSHKey is the SSH private key; nil when the caller supplied its own
+	// public key (Login).
 	SSHKey ed25519.PrivateKey
 	// HostCAs, UserCAs and DBCAs are the cluster's CA certificates.
 	HostCAs, UserCAs, DBCAs []*x509.Certificate
@@ -48,7 +51,10 @@ func newCredentials(tlsDER []byte, sshCert string, cas []*authv1.CertAuthority, 
 	if err != nil {
 		return nil, err
 	}
-	c := &Credentials{Cluster: id.Cluster, Identity: id, Certificate: tls.Certificate{Certificate: [][]byte{tlsDER}, PrivateKey: key, Leaf: leaf}, SSHKey: skey}
+	c := &Credentials{Cluster: id.Cluster, Identity: id, Certificate: tls.Certificate{Certificate: [][]byte{tlsDER}, Leaf: leaf}, SSHKey: skey}
+	if key != nil {
+		c.Certificate.PrivateKey = key
+	}
 	for _, ca := range cas {
 		cert, err := x509.ParseCertificate(ca.TlsCert)
 		if err != nil {
@@ -84,11 +90,15 @@ func newCredentials(tlsDER []byte, sshCert string, cas []*authv1.CertAuthority, 
 		if !ok {
 			return nil, fmt.Errorf("%w: ssh certificate is a plain key", ErrInvalidIdentity)
 		}
+		c.SSHCert = cert
+		if skey == nil {
+			// The caller holds the private key (LoginRequest.SSHPublicKey).
+			return c, nil
+		}
 		signer, err := ssh.NewSignerFromKey(skey)
 		if err != nil {
 			return nil, err
 		}
-		c.SSHCert = cert
 		if c.SSHSigner, err = ssh.NewCertSigner(cert, signer); err != nil {
 			return nil, fmt.Errorf("%w: ssh certificate: %v", ErrInvalidIdentity, err)
 		}

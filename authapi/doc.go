@@ -65,7 +65,16 @@
 // certificates have key ID = user name, principals = the logins of the
 // user's roles, and the extensions permit-pty, permit-port-forwarding,
 // permit-agent-forwarding, permit-X11-forwarding and permit-user-rc. Both
-// carry sallyport-cluster@sallyport and sallyport-roles@sallyport.
+// carry sallyport-cluster@sallyport (ExtCluster) and
+// sallyport-roles@sallyport (ExtRoles, the comma-separated role names).
+// User certificates also carry sallyport-rules@sallyport (ExtRules): the
+// SSH part of each role at issue time (name, logins, node label selector)
+// as compact JSON, {"v":1,"r":[{"n":"dev","l":["root"],"s":{"env":["dev"]}}]},
+// at most MaxSSHRulesSize bytes (a user whose roles do not fit gets no
+// certificate: InvalidArgument). With it a node decides from the
+// certificate alone whether a login is granted on its own labels
+// (CheckSSHLogin), so an agent reached directly, without a proxy, still
+// applies the roles; a certificate without it is refused there.
 //
 // # Authorization
 //
@@ -121,9 +130,16 @@
 //
 // Passwords are bcrypt hashes; TOTP (package totp, RFC 6238) is optional
 // per user and refuses a replayed code. Login issues an X.509 and an SSH
-// certificate with new keys, valid for the smallest of the request, the
-// roles' MaxSessionTTL and Config.MaxUserCertTTL. A user created without a
-// password gets a one-time sign-up token (CompleteSignup).
+// certificate, valid for the smallest of the request, the roles'
+// MaxSessionTTL and Config.MaxUserCertTTL, for the caller's own public
+// keys: an authorized_keys SSH key, and a PKIX public key or a PKCS#10
+// request (whose signature proves possession; its subject is ignored).
+// Allowed are Ed25519, ECDSA P-256 and P-384, and RSA of 2048 to 8192 bits
+// (ValidateSSHPublicKey, ValidateTLSPublicKey), in bounded sizes
+// (MaxPublicKeySize, MaxCSRSize). Client.Login sends the keys of
+// LoginRequest and makes new ones only for those not given. A user
+// created without a password gets a one-time sign-up token
+// (CompleteSignup).
 //
 // # Presence
 //
@@ -154,6 +170,16 @@
 // returns an error wrapping net.ErrClosed. The backend is not closed.
 //
 // NewClient connects lazily; Close releases its connections.
+//
+// # Through a proxy
+//
+// Clients and joining hosts reach auth through a proxy's TLS router with
+// ClientConfig.ALPN (or JoinConfig.ALPN) set to ALPN: the proxy passes the
+// TLS stream through, so the client still verifies auth itself. When a
+// Layer-7 load balancer terminates TLS in front of the proxy, ALPN is lost
+// on the way; set DialTLS to ALPNDialTLS(&alpn.Dialer{...}) and the client
+// falls back to the proxy's WebSocket connection upgrade, with its own TLS
+// handshake to auth inside it.
 //
 // # Errors
 //

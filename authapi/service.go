@@ -3,6 +3,7 @@ package authapi
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -643,7 +644,16 @@ func (x *service) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 		s.emit(ctx, audit.Event{Type: audit.TypeLoginFailed, Actor: req.User, Fields: map[string]string{"reason": reason}})
 		return statusErr(codes.Unauthenticated, "authapi: login failed")
 	}
-	pub, err := parseTLSPublicKey(req.TlsPublicKey)
+	var pub crypto.PublicKey
+	var err error
+	switch {
+	case len(req.Csr) > 0 && len(req.TlsPublicKey) > 0:
+		return nil, statusErr(codes.InvalidArgument, "authapi: send tls_public_key or csr, not both")
+	case len(req.Csr) > 0:
+		pub, err = ParseCSR(req.Csr)
+	default:
+		pub, err = parseTLSPublicKey(req.TlsPublicKey)
+	}
 	if err != nil {
 		return nil, statusErr(codes.InvalidArgument, "%v", err)
 	}
@@ -716,7 +726,11 @@ func (x *service) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	}
 	resp := &authv1.UserCertsResponse{TlsCert: der, Expires: timestamppb.New(notAfter), Authorities: s.authorities()}
 	if spub != nil {
-		if resp.SshCert, err = s.cas[CAUser].signSSH(spub, ssh.UserCert, u.Name, logins, now.Add(-time.Minute), notAfter, s.userSSHExtensions(u.Roles)); err != nil {
+		exts, err := s.userSSHExtensionsWithRules(u.Roles, roles)
+		if err != nil {
+			return nil, statusErr(codes.InvalidArgument, "%v", err)
+		}
+		if resp.SshCert, err = s.cas[CAUser].signSSH(spub, ssh.UserCert, u.Name, logins, now.Add(-time.Minute), notAfter, exts); err != nil {
 			return nil, internalErr(s, "sign ssh user certificate", err)
 		}
 	}
@@ -729,14 +743,26 @@ var errTOTPReplay = errors.New("totp replay")
 
 func (s *Server) userSSHExtensions(roles []string) map[string]string {
 	return map[string]string{
-		"permit-pty":                  "",
-		"permit-port-forwarding":      "",
-		"permit-agent-forwarding":     "",
-		"permit-X11-forwarding":       "",
-		"permit-user-rc":              "",
-		"sallyport-cluster@sallyport": s.cluster,
-		"sallyport-roles@sallyport":   strings.Join(roles, ","),
+		"permit-pty":              "",
+		"permit-port-forwarding":  "",
+		"permit-agent-forwarding": "",
+		"permit-X11-forwarding":   "",
+		"permit-user-rc":          "",
+		ExtCluster:                s.cluster,
+		ExtRoles:                  strings.Join(roles, ","),
 	}
+}
+
+// userSSHExtensionsWithRules adds the ExtRules extension (the SSH rules of
+// the resolved roles) to userSSHExtensions.
+func (s *Server) userSSHExtensionsWithRules(names []string, roles []Role) (map[string]string, error) {
+	exts := s.userSSHExtensions(names)
+	rules, err := SSHRules(roles)
+	if err != nil {
+		return nil, err
+	}
+	exts[ExtRules] = rules
+	return exts, nil
 }
 
 func (x *service) SignIdentity(ctx context.Context, req *authv1.SignIdentityRequest) (*authv1.SignIdentityResponse, error) {
@@ -788,7 +814,9 @@ func (x *service) SignIdentity(ctx context.Context, req *authv1.SignIdentityRequ
 		}
 		sort.Strings(logins)
 		id = &Identity{Kind: KindUser, Name: u.Name, Cluster: s.cluster, Roles: u.Roles, Rules: roles, Principals: slices.Compact(logins)}
-		exts = s.userSSHExtensions(u.Roles)
+		if exts, err = s.userSSHExtensionsWithRules(u.Roles, roles); err != nil {
+			return nil, statusErr(codes.InvalidArgument, "%v", err)
+		}
 	case RoleAgent, RoleProxy, RoleAuth:
 		if !hostIDRe.MatchString(req.Name) {
 			return nil, statusErr(codes.InvalidArgument, "authapi: invalid host ID")

@@ -64,6 +64,8 @@ type Item struct {
 	// item is invisible to reads at once, and watchers get a delete event
 	// for it (drivers sweep expired items in the background, so the event
 	// may come later than the expiry by up to the driver's sweep interval).
+	// A write to an expired key that has not been swept yet is a create:
+	// watchers see its put event, and no delete event for the expired item.
 	Expires time.Time
 }
 
@@ -116,7 +118,10 @@ type Backend interface {
 	// is checked first; if any fails it returns an error wrapping
 	// ErrCompareFailed (a *ConditionError naming the action) and writes
 	// nothing. At most MaxAtomicWriteActions actions, each key at most
-	// once. All written items share the returned revision.
+	// once. All written items share the returned revision. When no action
+	// writes (all are ActionNone), AtomicWrite only checks the conditions
+	// and the revision it returns is unspecified beyond being at least the
+	// revision the checks observed.
 	AtomicWrite(ctx context.Context, actions []ConditionalAction) (int64, error)
 
 	// NewWatcher starts a watch. The watcher's first event has type

@@ -35,12 +35,21 @@ func writeSSHConfig(t testing.TB, lr *proxy.LoginResponse, proxyHost, proxyPort 
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(key, []byte(lr.SSHPrivateKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return writeSSHConfigKey(t, dir, key, lr, proxyHost, proxyPort)
+}
+
+// writeSSHConfigKey is writeSSHConfig for a private key the user holds
+// already (at key, in dir): it adds the certificate next to it.
+func writeSSHConfigKey(t testing.TB, dir, key string, lr *proxy.LoginResponse, proxyHost, proxyPort string) *sshEnv {
+	t.Helper()
 	for name, content := range map[string]string{
-		"id_ed25519":          lr.SSHPrivateKey,
-		"id_ed25519-cert.pub": lr.SSHCert,
-		"known_hosts":         lr.KnownHosts,
+		key + "-cert.pub":                 lr.SSHCert,
+		filepath.Join(dir, "known_hosts"): lr.KnownHosts,
 	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,6 +14,10 @@ func FuzzParseLoginRequest(f *testing.F) {
 		`{"user":"","password":"x"}`,
 		`{"user":"a","ttl":-5}`,
 		`{"user":"a","ttl":"bogus"}`,
+		`{"user":"a","ssh_public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me"}`,
+		`{"user":"a","ssh_public_key":"ssh-dss AAAA"}`,
+		`{"user":"a","tls_public_key":"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA4yqqeRXOubRJ0bpQ6iorixpuAfkL2iRaLR2HaX0YomU=\n-----END PUBLIC KEY-----\n"}`,
+		`{"user":"a","csr":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"}`,
 		`[]`, `null`, `{`,
 	} {
 		f.Add([]byte(s))

@@ -57,9 +57,23 @@ func selfSigned(t testing.TB, dir string) (certFile, keyFile string, pool *x509.
 
 // TestBehindTLSTerminatingBalancer puts nginx, terminating TLS with its own
 // certificate (Layer 7, ALPN lost), in front of the proxy's single port:
-// the agent's tunnel falls back to the WebSocket connection upgrade that
-// the proxy's web API serves, and users log in through nginx.
+// the agent joins and calls auth, and dials its tunnel, through the
+// WebSocket connection upgrade that the proxy's web API serves, and users
+// log in through nginx.
+//
+// With HTTP/2 on, nginx can negotiate "h2", which the auth client offers
+// too: the auth client then tells the balancer from the router by its
+// certificate and falls back all the same.
 func TestBehindTLSTerminatingBalancer(t *testing.T) {
+	for _, tc := range []struct{ name, listen string }{
+		{"http1", "ssl"},
+		{"http2", "ssl http2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testBehindL7(t, tc.listen) })
+	}
+}
+
+func testBehindL7(t *testing.T, listenOpts string) {
 	c := startCluster(t)
 	c.role(t, "dev", []string{"root"}, map[string][]string{"env": {"dev"}})
 	c.user(t, "alice", "correct horse", "dev")
@@ -68,10 +82,10 @@ func TestBehindTLSTerminatingBalancer(t *testing.T) {
 	lbAddr := testservice.FreeAddr(t)
 	lb := testservice.NginxConfig(t, lbAddr, fmt.Sprintf(`events {}
 http {
-    log_format up '$request $status';
+    log_format up '$request $status $http_sec_websocket_protocol';
     server {
         access_log {{dir}}/lb-access.log up;
-        listen %s ssl;
+        listen %s %s;
         ssl_certificate %s;
         ssl_certificate_key %s;
         location / {
@@ -84,12 +98,12 @@ http {
             proxy_buffering off;
         }
     }
-}`, lbAddr, certFile, keyFile, p.webAddr))
+}`, lbAddr, listenOpts, certFile, keyFile, p.webAddr))
 
-	// Joining and heartbeats go to auth directly (the gRPC join needs
-	// ALPN end to end); ping and the tunnel go through nginx.
+	// Everything goes through nginx: joining, heartbeats and audit (gRPC
+	// to auth inside the upgraded connection), ping and the tunnel.
 	ag := startAgent(t, c, p, agent.Config{
-		ProxyAddr: lbAddr, AuthAddrs: []string{c.authAddr}, ProxyRoots: lbRoots,
+		ProxyAddr: lbAddr, ProxyRoots: lbRoots,
 		NodeName: "dev1", Labels: map[string]string{"env": "dev"},
 	})
 	waitNode(t, p, "dev1", true)
@@ -118,7 +132,10 @@ http {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(logData), "GET /webapi/connectionupgrade HTTP/1.1 101") {
+		// One upgrade for the tunnel, and at least one for auth (the join,
+		// then the heartbeat client).
+		if strings.Contains(string(logData), "GET /webapi/connectionupgrade HTTP/1.1 101 sallyport-reversetunnel") &&
+			strings.Contains(string(logData), "GET /webapi/connectionupgrade HTTP/1.1 101 sallyport-auth") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -195,24 +196,44 @@ type LoginRequest struct {
 	// TTL is the certificate lifetime wanted ("8h"); zero means the
 	// longest the user's roles allow.
 	TTL authapi.Duration `json:"ttl,omitempty"`
+	// SSHPublicKey, when set, is the client's own SSH public key in
+	// authorized_keys format (ssh-ed25519, ecdsa-sha2-nistp256/384,
+	// ssh-rsa of 2048 to 8192 bits): the SSH certificate is issued for it
+	// and no SSH private key is returned.
+	SSHPublicKey string `json:"ssh_public_key,omitempty"`
+	// TLSPublicKey (PEM "PUBLIC KEY", PKIX) or CSR (PEM "CERTIFICATE
+	// REQUEST", PKCS#10), when set, is the client's own X.509 key (Ed25519,
+	// ECDSA P-256/P-384, RSA of 2048 to 8192 bits): the X.509 certificate
+	// is issued for it and no TLS private key is returned. At most one of
+	// the two.
+	TLSPublicKey string `json:"tls_public_key,omitempty"`
+	CSR          string `json:"csr,omitempty"`
+
+	sshPub ssh.PublicKey    // parsed SSHPublicKey
+	tlsPub crypto.PublicKey // parsed TLSPublicKey
+	csr    []byte           // DER of CSR
 }
 
-// LoginResponse is the JSON answer of a successful POST /webapi/login: new
-// keys and short-lived certificates, in the file formats OpenSSH and TLS
-// clients read.
+// LoginResponse is the JSON answer of a successful POST /webapi/login:
+// short-lived certificates, in the file formats OpenSSH and TLS clients
+// read, for the client's own public keys (LoginRequest.SSHPublicKey,
+// TLSPublicKey, CSR) or for new keys made by the proxy, which are then
+// returned too.
 type LoginResponse struct {
 	ClusterName string `json:"cluster_name"`
 	User        string `json:"user"`
 	// Logins are the SSH logins (principals) of the certificate.
 	Logins []string `json:"logins"`
-	// SSHPrivateKey is the OpenSSH private key (PEM, "id_ed25519").
-	SSHPrivateKey string `json:"ssh_private_key"`
+	// SSHPrivateKey is the OpenSSH private key (PEM, "id_ed25519"); empty
+	// when the request carried an SSH public key.
+	SSHPrivateKey string `json:"ssh_private_key,omitempty"`
 	// SSHCert is the SSH user certificate ("id_ed25519-cert.pub").
 	SSHCert string `json:"ssh_cert"`
 	// TLSCert and TLSKey are the X.509 user certificate and its PKCS#8
-	// key (PEM).
+	// key (PEM); TLSKey is empty when the request carried a TLS public
+	// key or CSR.
 	TLSCert string `json:"tls_cert"`
-	TLSKey  string `json:"tls_key"`
+	TLSKey  string `json:"tls_key,omitempty"`
 	// HostCAs are the cluster's host CA certificates (PEM), to verify
 	// proxies and agents over TLS.
 	HostCAs string `json:"host_cas"`
@@ -242,7 +263,48 @@ func ParseLoginRequest(body []byte) (*LoginRequest, error) {
 	if req.TTL < 0 {
 		return nil, errors.New("proxy: login request with a negative ttl")
 	}
+	if req.SSHPublicKey != "" {
+		k, err := authapi.ParseSSHPublicKey([]byte(req.SSHPublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("proxy: login request: %w", err)
+		}
+		req.sshPub = k
+	}
+	if req.TLSPublicKey != "" && req.CSR != "" {
+		return nil, errors.New("proxy: login request with both tls_public_key and csr")
+	}
+	if req.TLSPublicKey != "" {
+		der, err := pemBlock(req.TLSPublicKey, "PUBLIC KEY")
+		if err != nil {
+			return nil, err
+		}
+		if req.tlsPub, err = authapi.ParseTLSPublicKey(der); err != nil {
+			return nil, fmt.Errorf("proxy: login request: %w", err)
+		}
+	}
+	if req.CSR != "" {
+		der, err := pemBlock(req.CSR, "CERTIFICATE REQUEST")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := authapi.ParseCSR(der); err != nil {
+			return nil, fmt.Errorf("proxy: login request: %w", err)
+		}
+		req.csr = der
+	}
 	return &req, nil
+}
+
+// pemBlock returns the bytes of the single PEM block of type typ in s.
+func pemBlock(s, typ string) ([]byte, error) {
+	b, rest := pem.Decode([]byte(s))
+	if b == nil || b.Type != typ {
+		return nil, fmt.Errorf("proxy: login request: want a PEM %q block", typ)
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return nil, fmt.Errorf("proxy: login request: data after the PEM %q block", typ)
+	}
+	return b.Bytes, nil
 }
 
 func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -263,7 +325,10 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{err.Error()})
 		return
 	}
-	creds, err := s.auth.Login(r.Context(), authapi.LoginRequest{User: req.User, Password: req.Password, TOTP: req.TOTP, TTL: time.Duration(req.TTL)})
+	creds, err := s.auth.Login(r.Context(), authapi.LoginRequest{
+		User: req.User, Password: req.Password, TOTP: req.TOTP, TTL: time.Duration(req.TTL),
+		SSHPublicKey: req.sshPub, TLSPublicKey: req.tlsPub, CSR: req.csr,
+	})
 	if err != nil {
 		status, msg := http.StatusServiceUnavailable, "auth service unavailable"
 		switch {
@@ -294,22 +359,28 @@ func loginResponse(c *authapi.Credentials) (*LoginResponse, error) {
 	if c.SSHCert == nil {
 		return nil, errors.New("proxy: login issued no SSH certificate")
 	}
-	pk, err := ssh.MarshalPrivateKey(c.SSHKey, c.Identity.Name)
-	if err != nil {
-		return nil, err
-	}
-	tk, err := x509.MarshalPKCS8PrivateKey(c.Certificate.PrivateKey)
-	if err != nil {
-		return nil, err
-	}
 	resp := &LoginResponse{
-		ClusterName:   c.Cluster,
-		User:          c.Identity.Name,
-		Logins:        c.SSHCert.ValidPrincipals,
-		SSHPrivateKey: string(pem.EncodeToMemory(pk)),
-		SSHCert:       string(ssh.MarshalAuthorizedKey(c.SSHCert)),
-		TLSKey:        string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: tk})),
-		Expires:       c.Identity.Expires,
+		ClusterName: c.Cluster,
+		User:        c.Identity.Name,
+		Logins:      c.SSHCert.ValidPrincipals,
+		SSHCert:     string(ssh.MarshalAuthorizedKey(c.SSHCert)),
+		Expires:     c.Identity.Expires,
+	}
+	// Private keys are returned only when the proxy made them (the client
+	// sent no public key of its own).
+	if c.SSHKey != nil {
+		pk, err := ssh.MarshalPrivateKey(c.SSHKey, c.Identity.Name)
+		if err != nil {
+			return nil, err
+		}
+		resp.SSHPrivateKey = string(pem.EncodeToMemory(pk))
+	}
+	if c.Certificate.PrivateKey != nil {
+		tk, err := x509.MarshalPKCS8PrivateKey(c.Certificate.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		resp.TLSKey = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: tk}))
 	}
 	var b strings.Builder
 	for _, der := range c.Certificate.Certificate[:1] {

@@ -9,7 +9,15 @@
 //	auth sign --kind admin|user|agent|proxy|auth --name NAME [--ttl 720h] --out FILE
 //	auth events [--since 24h] [--type TYPE]
 //
-// start serves until SIGTERM or SIGINT (then shuts down gracefully). The
+//	auth start --config /etc/sallyport.yaml [--pid-file F] [--diag-addr A] [--drain-timeout 10s]
+//
+// start serves until SIGTERM or SIGINT (then shuts down gracefully). With
+// --config (or $SALLYPORT_CONFIG) it runs the file's auth_service section
+// (package config): listen_addr, cluster_name, public_addr (certificate
+// names), sallyport.data_dir, sallyport.storage.uri and audit_events_uri,
+// sallyport.log and sallyport.diag_addr; flags given explicitly win over
+// the file. Static tokens (auth_service.tokens) are not supported yet and
+// are ignored with a warning. The
 // backend defaults to SQLite in the data directory. On start it writes the
 // data directory's admin identity (admin.json, mode 0600) when it is
 // missing or close to expiry, and the cluster's CA pin (ca-pin); the admin
@@ -31,6 +39,8 @@
 //
 // # Lifecycle
 //
-// SIGTERM or SIGINT: stop accepting, end watch streams, wait up to 10 s
-// for running calls, exit 0.
+// SIGTERM or SIGINT: /readyz turns 503; stop accepting, end watch
+// streams, wait up to --drain-timeout for running calls, exit 0. SIGHUP
+// is logged (the service keeps running). --diag-addr serves /healthz,
+// /readyz and /metrics (Prometheus text).
 package main

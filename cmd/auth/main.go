@@ -9,14 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -29,9 +26,12 @@ import (
 	"github.com/sallyport/sallyport/authapi"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
 	"github.com/sallyport/sallyport/backend"
+	_ "github.com/sallyport/sallyport/backend/etcd"
 	_ "github.com/sallyport/sallyport/backend/memory"
 	"github.com/sallyport/sallyport/backend/postgres"
 	"github.com/sallyport/sallyport/backend/sqlite"
+	"github.com/sallyport/sallyport/config"
+	"github.com/sallyport/sallyport/internal/daemon"
 )
 
 func main() {
@@ -82,14 +82,50 @@ func start(ctx context.Context, args []string, stderr io.Writer) error {
 	serverNames := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the instance certificate")
 	auditLog := fs.String("audit", "auto", "audit log: auto (a table of its own in the SQLite file or PostgreSQL database of --backend, else backend keys), backend, or file:///path.jsonl")
 	debug := fs.Bool("debug", false, "debug logging")
+	configPath := fs.String("config", "", "configuration file whose auth_service section to run (default $SALLYPORT_CONFIG); flags given explicitly win over it")
+	pidFile := fs.String("pid-file", "", "write the process ID to this file")
+	diagAddr := fs.String("diag-addr", "", "diagnostics address (/healthz, /readyz, /metrics); default sallyport.diag_addr of the file, else off")
+	drainTimeout := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long running calls may continue")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	level := slog.LevelInfo
+	logSeverity, logFormat := "info", "text"
 	if *debug {
-		level = slog.LevelDebug
+		logSeverity = "debug"
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *configPath == "" {
+		*configPath = os.Getenv("SALLYPORT_CONFIG")
+	}
+	if *configPath != "" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		fc, err := config.Load(*configPath, &config.Overrides{ConfigPath: *configPath})
+		if err != nil {
+			return err
+		}
+		if !fc.Auth.Enabled {
+			return fmt.Errorf("%s: auth_service is not enabled", *configPath)
+		}
+		fromFile := fileSettings(fc)
+		for name, v := range map[string]*string{"listen": listen, "data-dir": dataDir, "backend": backendURI, "cluster-name": cluster, "server-names": serverNames, "audit": auditLog, "diag-addr": diagAddr} {
+			if !set[name] && fromFile[name] != "" {
+				*v = fromFile[name]
+			}
+		}
+		if !*debug {
+			logSeverity = fc.Common.Log.Severity
+		}
+		logFormat = fc.Common.Log.Format
+		if len(fc.Auth.Tokens) > 0 {
+			defer daemon.NewLogger(stderr, logSeverity, logFormat).Warn("auth_service.tokens: static join tokens are not supported yet and were ignored; create tokens with `auth tokens add`")
+		}
+	}
+	log := daemon.NewLogger(stderr, logSeverity, logFormat)
+	removePID, err := daemon.WritePIDFile(*pidFile)
+	if err != nil {
+		return err
+	}
+	defer removePID()
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err
 	}
@@ -107,8 +143,6 @@ func start(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		*hostID = id
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	b, err := backend.Open(ctx, *backendURI)
 	if err != nil {
 		return err
@@ -146,14 +180,31 @@ func start(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("auth service serving", "addr", l.Addr().String(), "cluster", srv.ClusterName(), "host_id", srv.HostID(), "ca_pin", srv.CAPin())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
+	var diag *daemon.Diag
+	if *diagAddr != "" {
+		dl, err := net.Listen("tcp", *diagAddr)
+		if err != nil {
+			srv.Close()
+			<-errc
+			return fmt.Errorf("diag-addr: %w", err)
+		}
+		diag = daemon.NewDiag(daemon.DiagConfig{Logger: log})
+		go diag.Serve(dl)
+		defer diag.Close()
+	}
+	sig, err := daemon.Wait(ctx, daemon.WaitConfig{Errc: errc, Logger: log})
+	if sig == nil {
 		srv.Close()
+		if err == nil || errors.Is(err, authapi.ErrServerClosed) || errors.Is(err, context.Canceled) {
+			return nil
+		}
 		return err
-	case <-ctx.Done():
+	}
+	if diag != nil {
+		diag.SetDraining()
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "err", err)
@@ -162,6 +213,35 @@ func start(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// fileSettings maps the configuration file's auth_service section (and
+// the common section) to the values of start's flags.
+func fileSettings(fc *config.Config) map[string]string {
+	m := map[string]string{
+		"listen":       fc.Auth.ListenAddr,
+		"data-dir":     fc.Common.DataDir,
+		"backend":      fc.Common.Storage.URI,
+		"cluster-name": fc.Auth.ClusterName,
+		"diag-addr":    fc.Common.DiagAddr,
+	}
+	var names []string
+	for _, a := range fc.Auth.PublicAddrs {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			a = h
+		}
+		names = append(names, a)
+	}
+	m["server-names"] = strings.Join(names, ",")
+	if len(fc.Common.Storage.AuditEventsURI) > 0 {
+		u := fc.Common.Storage.AuditEventsURI[0]
+		if dir, ok := strings.CutPrefix(u, "file://"); ok {
+			m["audit"] = "file://" + filepath.Join(dir, "events.jsonl")
+		} else {
+			m["audit"] = u
+		}
+	}
+	return m
 }
 
 // openAudit opens the audit log the --audit flag names.
@@ -178,7 +258,12 @@ func openAudit(ctx context.Context, spec, backendURI string, b backend.Backend) 
 		return f, func() { f.Close() }, nil
 	}
 	if spec != "auto" {
-		return nil, nil, fmt.Errorf("--audit %q: want auto, backend or file:///path", spec)
+		// A database URI of its own (sallyport.storage.audit_events_uri).
+		if u, err := url.Parse(spec); err == nil && (u.Scheme == "sqlite" || u.Scheme == "postgres" || u.Scheme == "postgresql") {
+			backendURI = spec
+		} else {
+			return nil, nil, fmt.Errorf("--audit %q: want auto, backend, file:///path, or a sqlite:// or postgres:// URI", spec)
+		}
 	}
 	u, err := url.Parse(backendURI)
 	if err != nil {
