@@ -105,7 +105,18 @@
 // The proxy is an SSH server with the host certificate it got when joining
 // (principals: host ID, node name, public hosts). It accepts only user
 // certificates of the cluster's user CA, whatever the login name given to
-// it. It serves:
+// it. A refused certificate (expired, not yet valid, of another cluster or
+// CA) is explained to the client in an authentication banner, which
+// OpenSSH prints before "Permission denied":
+//
+//	sallyport proxy: access denied: certificate expired at 2026-01-02T15:04:05Z; log in again
+//
+// and a connection that fails authentication is one access.denied event
+// with the fields event=auth.failure, login and reason (every refused key's
+// reason), the certificate's key ID as actor and the client's address as
+// source. It offers AES ciphers only (GCM and CTR; chacha20-poly1305,
+// OpenSSH's first choice, is slow in Go on amd64 and would be taken on
+// every jump). It serves:
 //
 //   - "direct-tcpip" channels (ssh -J, ProxyJump, ssh -W): the target host is
 //     a node name or host ID (optionally with ".<cluster>"); the port is

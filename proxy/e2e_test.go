@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -15,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/sallyport/sallyport/agent"
 	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/authapi"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
 	"github.com/sallyport/sallyport/internal/testservice"
 	"github.com/sallyport/sallyport/proxy"
@@ -191,6 +195,79 @@ func testOpenSSH(t *testing.T, mode proxy.Mode) {
 		})
 	}
 
+	// Certificates the proxy refuses at authentication: the real client
+	// sees the reason in an authentication banner and the proxy records
+	// an access.denied event (event=auth.failure).
+	t.Run("expired-certificate", func(t *testing.T) {
+		status, short, msg := login(t, hc, p.webAddr, proxy.LoginRequest{User: "alice", Password: "correct horse", TTL: authapi.Duration(time.Second)})
+		if status != 200 {
+			t.Fatalf("login with a 1s ttl: status %d %q", status, msg)
+		}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(short.SSHCert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := pub.(*ssh.Certificate)
+		expiry := time.Unix(int64(cert.ValidBefore), 0)
+		if time.Until(expiry) > 2*time.Second {
+			t.Fatalf("certificate valid until %v, asked for 1s", expiry)
+		}
+		time.Sleep(time.Until(expiry) + 100*time.Millisecond)
+		expired := writeSSHConfig(t, short, host, port)
+		out, err := expired.run(ctx, "dev1", "true")
+		if err == nil {
+			t.Fatalf("ssh with a certificate expired at %v succeeded:\n%s", expiry, out)
+		}
+		t.Logf("ssh output:\n%s", out)
+		want := "sallyport proxy: access denied: certificate expired at " + expiry.UTC().Format(time.RFC3339)
+		if !strings.Contains(out, want) || !strings.Contains(out, "Permission denied") {
+			t.Fatalf("ssh output %q does not contain %q and Permission denied", out, want)
+		}
+		c.waitEvent(t, audit.TypeAccessDenied, func(e *authv1.AuditEvent) bool {
+			f := e.GetFields()
+			return e.GetActor() == "alice" && f["event"] == "auth.failure" && f["via"] == "ssh-proxy" && f["proxy"] == p.HostID() &&
+				strings.Contains(f["reason"], "certificate expired at") && strings.HasPrefix(e.GetSource(), "127.0.0.1:") && !e.GetSuccess()
+		})
+	})
+
+	t.Run("certificate-of-another-cluster", func(t *testing.T) {
+		other := startClusterNamed(t, "other.test")
+		other.role(t, "dev", []string{"root"}, map[string][]string{"*": {"*"}})
+		other.user(t, "alice", "correct horse", "dev")
+		creds := otherLogin(t, other, "alice", "correct horse")
+		dir := t.TempDir()
+		pk, err := ssh.MarshalPrivateKey(creds.SSHKey, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := filepath.Join(dir, "id_ed25519")
+		if err := os.WriteFile(key, pem.EncodeToMemory(pk), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		foreign := writeSSHConfigKey(t, dir, key, &proxy.LoginResponse{
+			SSHCert:    string(ssh.MarshalAuthorizedKey(creds.SSHCert)),
+			KnownHosts: lr.KnownHosts, // the user trusts this cluster's hosts
+		}, host, port)
+		out, err := foreign.run(ctx, "dev1", "true")
+		if err == nil {
+			t.Fatalf("ssh with a certificate of cluster other.test succeeded:\n%s", out)
+		}
+		t.Logf("ssh output:\n%s", out)
+		want := `sallyport proxy: access denied: certificate of another cluster ("other.test", this is "example.test")`
+		if !strings.Contains(out, want) || !strings.Contains(out, "Permission denied") {
+			t.Fatalf("ssh output %q does not contain %q and Permission denied", out, want)
+		}
+		c.waitEvent(t, audit.TypeAccessDenied, func(e *authv1.AuditEvent) bool {
+			f := e.GetFields()
+			return e.GetActor() == "alice" && f["event"] == "auth.failure" && f["via"] == "ssh-proxy" && f["proxy"] == p.HostID() &&
+				strings.Contains(f["reason"], "certificate of another cluster") && strings.HasPrefix(e.GetSource(), "127.0.0.1:")
+		})
+		// The other cluster's auth never heard of the attempt.
+		if evs := other.events(t, audit.TypeAccessDenied); len(evs) != 0 {
+			t.Fatalf("other cluster recorded %d access.denied events", len(evs))
+		}
+	})
+
 	t.Run("scp-10MiB", func(t *testing.T) {
 		data := make([]byte, 10<<20)
 		rand.Read(data)
@@ -264,4 +341,28 @@ func testOpenSSH(t *testing.T, mode proxy.Mode) {
 			t.Fatalf("login with auth down answered %q", msg)
 		}
 	})
+}
+
+// otherLogin logs user in at cluster c's auth directly (as a proxy of c
+// would) and returns the credentials with a new SSH key.
+func otherLogin(t testing.TB, c *cluster, user, password string) *authapi.Credentials {
+	t.Helper()
+	ctx := testCtx(t)
+	id, err := c.auth.IssueIdentity(ctx, authapi.RoleProxy, "proxy-"+c.auth.ClusterName(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := authapi.NewClient(&authapi.ClientConfig{Addrs: []string{c.authAddr}, Credentials: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	creds, err := cl.Login(ctx, authapi.LoginRequest{User: user, Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.SSHCert == nil || len(creds.SSHKey) == 0 {
+		t.Fatal("login at the other cluster returned no SSH certificate and key")
+	}
+	return creds
 }

@@ -50,13 +50,20 @@ func testCtx(t testing.TB) context.Context {
 
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
+	return startClusterNamed(t, "example.test")
+}
+
+// startClusterNamed is startCluster for a cluster called name, with CAs
+// of its own.
+func startClusterNamed(t testing.TB, name string) *cluster {
+	t.Helper()
 	ctx := testCtx(t)
 	b, err := memory.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv, err := authapi.New(ctx, &authapi.Config{Backend: b, ClusterName: "example.test", BcryptCost: bcrypt.MinCost, RateLimit: -1, Logger: testLogger(t)})
+	srv, err := authapi.New(ctx, &authapi.Config{Backend: b, ClusterName: name, BcryptCost: bcrypt.MinCost, RateLimit: -1, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

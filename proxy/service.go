@@ -172,8 +172,9 @@ func New(ctx context.Context, cfg *Config) (*Service, error) {
 		},
 	}
 	s.sshConf = &ssh.ServerConfig{
-		PublicKeyCallback: s.checkUserCert,
-		ServerVersion:     "SSH-2.0-sallyport-proxy",
+		Config: ssh.Config{Ciphers: sshCiphers},
+		// PublicKeyCallback is set per connection (serveSSH).
+		ServerVersion: "SSH-2.0-sallyport-proxy",
 	}
 	s.sshConf.AddHostKey(creds.SSHSigner)
 	return s, nil
