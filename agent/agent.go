@@ -19,6 +19,7 @@ import (
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/authapi"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
+	"github.com/sallyport/sallyport/internal/auditsend"
 	"github.com/sallyport/sallyport/proxy"
 	"github.com/sallyport/sallyport/proxyconnect"
 	"github.com/sallyport/sallyport/sshserver"
@@ -480,28 +481,11 @@ func (a *Agent) emit(ev sshserver.Event) {
 	if ev.Type == sshserver.EventSessionEnd {
 		e.Fields["exit_code"] = fmt.Sprint(ev.ExitCode)
 	}
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return
-	}
-	a.wg.Add(1)
-	a.mu.Unlock()
-	go func() {
-		defer a.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		go func() {
-			select {
-			case <-a.stopEmit:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		if _, err := a.auth.API().EmitAuditEvent(ctx, &authv1.EmitAuditEventRequest{Event: authapi.EventProto(e)}); err != nil {
+	a.goFn(func() {
+		if err := auditsend.Send(context.Background(), a.stopEmit, a.auth.API(), e); err != nil {
 			a.log.Warn("agent: audit event lost", "type", ev.Type, "err", err)
 		}
-	}()
+	})
 }
 
 // Shutdown stops taking new SSH connections, drains the tunnel and waits

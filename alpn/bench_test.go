@@ -37,7 +37,7 @@ func benchServe(tc *tls.Conn) {
 
 func benchSetup(b *testing.B) (direct, router string, cfg *tls.Config) {
 	pki := newPKI(b)
-	cert := pki.leaf(b, "backend.bench", "term.bench")
+	cert := pki.Leaf(b, "backend.bench", "term.bench")
 	cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"bench-term"}}
 	direct = benchBackend(b, cfg)
 	r := newRouter(b, nil)

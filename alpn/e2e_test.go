@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sallyport/sallyport/internal/testpki"
 	"github.com/sallyport/sallyport/internal/testservice"
 	"github.com/sallyport/sallyport/mux"
 )
@@ -27,7 +28,7 @@ import (
 // endpoint), a terminating mutual-TLS route for the reverse tunnel and a
 // passthrough route to a backend.
 type cluster struct {
-	pki    *testPKI
+	pki    *testpki.CA
 	cert   tls.Certificate
 	router *Router
 	addr   string
@@ -36,7 +37,7 @@ type cluster struct {
 func startCluster(t *testing.T, extra ...Route) *cluster {
 	t.Helper()
 	pki := newPKI(t)
-	cert := pki.leaf(t, testNames...)
+	cert := pki.Leaf(t, testNames...)
 	r := newRouter(t, nil)
 	mustHandle(t, r, Route{
 		Name: "tunnel",
@@ -44,7 +45,7 @@ func startCluster(t *testing.T, extra ...Route) *cluster {
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
-			ClientCAs:    pki.pool,
+			ClientCAs:    pki.Pool,
 			NextProtos:   WithPing(ProtocolReverseTunnel),
 		},
 		Handler: HandlerFunc(echoHandler),
@@ -91,8 +92,8 @@ func (cl *cluster) tunnelDialer(t testing.TB, mode UpgradeMode) *Dialer {
 	return &Dialer{
 		TLSConfig: &tls.Config{
 			ServerName:   "router.example.com",
-			RootCAs:      cl.pki.pool,
-			Certificates: []tls.Certificate{cl.pki.leaf(t, "agent")},
+			RootCAs:      cl.pki.Pool,
+			Certificates: []tls.Certificate{cl.pki.Leaf(t, "agent")},
 			NextProtos:   WithPing(ProtocolReverseTunnel),
 		},
 		Upgrade: mode,
@@ -151,7 +152,7 @@ func TestBehindHAProxyL4(t *testing.T) {
 		c.Close()
 	})
 	t.Run("web", func(t *testing.T) {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cl.pki.pool, ServerName: "router.example.com"}, ForceAttemptHTTP2: true}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cl.pki.Pool, ServerName: "router.example.com"}, ForceAttemptHTTP2: true}
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr}).Get("https://" + hap.Addr + "/")
 		if err != nil {
@@ -178,7 +179,7 @@ func TestBehindHAProxyL4(t *testing.T) {
 func nginxL7(t *testing.T, backend string, cert tls.Certificate, readTimeout string) string {
 	t.Helper()
 	addr := testservice.FreeAddr(t)
-	certFile, keyFile := writePEM(t, t.TempDir(), cert)
+	certFile, keyFile := testpki.WriteFiles(t, t.TempDir(), cert)
 	testservice.NginxConfig(t, addr, fmt.Sprintf(`events {}
 http {
     map $http_upgrade $connection_upgrade { default upgrade; '' close; }
@@ -217,9 +218,9 @@ func TestBehindNginxL7(t *testing.T) {
 	}{
 		// The balancer presents a certificate the cluster CA signed: the
 		// handshake succeeds and only the missing ALPN tells.
-		{"alpn stripped", cl.pki.leaf(t, "router.example.com"), nil},
+		{"alpn stripped", cl.pki.Leaf(t, "router.example.com"), nil},
 		// The balancer has a public certificate of another CA.
-		{"foreign certificate", lbPKI.leaf(t, "lb.example.com"), &tls.Config{RootCAs: lbPKI.pool, ServerName: "lb.example.com"}},
+		{"foreign certificate", lbPKI.Leaf(t, "lb.example.com"), &tls.Config{RootCAs: lbPKI.Pool, ServerName: "lb.example.com"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +272,7 @@ func TestBehindNginxL7(t *testing.T) {
 		}
 	})
 	t.Run("without pings the balancer cuts idle streams", func(t *testing.T) {
-		lb := nginxL7(t, cl.addr, cl.pki.leaf(t, "router.example.com"), "1s")
+		lb := nginxL7(t, cl.addr, cl.pki.Leaf(t, "router.example.com"), "1s")
 		d := cl.tunnelDialer(t, UpgradeAuto)
 		d.TLSConfig.NextProtos = []string{ProtocolReverseTunnel}
 		tc, err := d.DialContext(ctxT(t), "tcp", lb)
@@ -288,8 +289,8 @@ func TestBehindNginxL7(t *testing.T) {
 		}
 	})
 	t.Run("web through the balancer", func(t *testing.T) {
-		lb := nginxL7(t, cl.addr, cl.pki.leaf(t, "router.example.com"), "5s")
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cl.pki.pool, ServerName: "router.example.com"}}
+		lb := nginxL7(t, cl.addr, cl.pki.Leaf(t, "router.example.com"), "5s")
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cl.pki.Pool, ServerName: "router.example.com"}}
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr}).Get("https://" + lb + "/")
 		if err != nil {
@@ -309,11 +310,11 @@ func goL7(t *testing.T, cl *cluster) string {
 	t.Helper()
 	target, _ := url.Parse("https://" + cl.addr)
 	rp := httputil.NewSingleHostReverseProxy(target)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cl.pki.pool, ServerName: "router.example.com"}}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cl.pki.Pool, ServerName: "router.example.com"}}
 	rp.Transport = tr
 	l := listen(t)
 	srv := &http.Server{Handler: rp}
-	lbCert := cl.pki.leaf(t, "router.example.com")
+	lbCert := cl.pki.Leaf(t, "router.example.com")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -331,8 +332,8 @@ func goL7(t *testing.T, cl *cluster) string {
 // (nginx): the client's TLS session is with nginx, through the router.
 func TestPassthroughToTLSBackend(t *testing.T) {
 	pki := newPKI(t)
-	backendCert := pki.leaf(t, "backend.example.com")
-	certFile, keyFile := writePEM(t, t.TempDir(), backendCert)
+	backendCert := pki.Leaf(t, "backend.example.com")
+	certFile, keyFile := testpki.WriteFiles(t, t.TempDir(), backendCert)
 	backend := testservice.FreeAddr(t)
 	testservice.NginxConfig(t, backend, fmt.Sprintf(`events {}
 http {
@@ -346,7 +347,7 @@ http {
 `, backend, certFile, keyFile))
 	cl := startCluster(t, Route{Name: "backend", SNI: []string{"backend.example.com"}, Handler: Forward(nil, backend)})
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pki.pool},
+		TLSClientConfig: &tls.Config{RootCAs: pki.Pool},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, cl.addr)
 		},
@@ -376,7 +377,7 @@ http {
 // through both layers.
 func TestBehindHAProxyProxyV2(t *testing.T) {
 	pki := newPKI(t)
-	cert := pki.leaf(t, testNames...)
+	cert := pki.Leaf(t, testNames...)
 	r := newRouter(t, nil)
 	mustHandle(t, r, Route{ALPN: []string{ProtocolProxySSH}, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 		Handler: HandlerFunc(func(ctx context.Context, c net.Conn, h *Hello) {
@@ -403,7 +404,7 @@ func TestBehindHAProxyProxyV2(t *testing.T) {
 	})
 	hap := testservice.HAProxyTCP(t, []string{l.Addr().String()}, "send-proxy-v2")
 	for i := range 3 {
-		c, err := tls.Dial("tcp", hap.Addr, &tls.Config{RootCAs: pki.pool, ServerName: "localhost", NextProtos: []string{ProtocolProxySSH}})
+		c, err := tls.Dial("tcp", hap.Addr, &tls.Config{RootCAs: pki.Pool, ServerName: "localhost", NextProtos: []string{ProtocolProxySSH}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -429,7 +430,7 @@ func TestUpgradeRefusals(t *testing.T) {
 	})
 	t.Run("inner hello must offer the subprotocol", func(t *testing.T) {
 		before := cl.router.Stats()
-		raw, err := tls.Dial("tcp", cl.addr, &tls.Config{RootCAs: cl.pki.pool, ServerName: "router.example.com", NextProtos: []string{"http/1.1"}})
+		raw, err := tls.Dial("tcp", cl.addr, &tls.Config{RootCAs: cl.pki.Pool, ServerName: "router.example.com", NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -440,7 +441,7 @@ func TestUpgradeRefusals(t *testing.T) {
 		}
 		defer ws.Close()
 		// Inside, ask for the web instead: the router refuses.
-		inner := tls.Client(ws, &tls.Config{RootCAs: cl.pki.pool, ServerName: "router.example.com", NextProtos: []string{"h2"}})
+		inner := tls.Client(ws, &tls.Config{RootCAs: cl.pki.Pool, ServerName: "router.example.com", NextProtos: []string{"h2"}})
 		if err := inner.HandshakeContext(ctxT(t)); err == nil {
 			t.Fatal("inner handshake for another protocol succeeded")
 		}

@@ -55,7 +55,7 @@ func backendHandler(cfg *tls.Config) Handler {
 
 func TestRoutes(t *testing.T) {
 	pki := newPKI(t)
-	cert := pki.leaf(t, testNames...)
+	cert := pki.Leaf(t, testNames...)
 	backend := &tls.Config{Certificates: []tls.Certificate{cert},
 		NextProtos: []string{"sallyport-postgres-ping", "sallyport-postgres", "h2", "http/1.1"}}
 	r := newRouter(t, &Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }})
@@ -89,7 +89,7 @@ func TestRoutes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := &tls.Config{RootCAs: pki.pool, ServerName: tt.sni, NextProtos: tt.protos}
+			cfg := &tls.Config{RootCAs: pki.Pool, ServerName: tt.sni, NextProtos: tt.protos}
 			if tt.sni == "" {
 				cfg.ServerName = "127.0.0.1" // an IP address is not sent as SNI
 			}
@@ -113,7 +113,7 @@ func TestNoRoute(t *testing.T) {
 	r := newRouter(t, nil)
 	mustHandle(t, r, Route{ALPN: []string{ProtocolAuth}, Handler: HandlerFunc(reportRoute)})
 	addr := serveRouter(t, r)
-	_, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "x", NextProtos: []string{"h2"}})
+	_, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.Pool, ServerName: "x", NextProtos: []string{"h2"}})
 	if err == nil {
 		t.Fatal("handshake succeeded without a route")
 	}
@@ -213,7 +213,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	// A client that never finishes the TLS handshake of a terminating
 	// route is cut off too.
 	pki := newPKI(t)
-	cert := pki.leaf(t, "x")
+	cert := pki.Leaf(t, "x")
 	mustHandle(t, r, Route{ALPN: []string{"slow"}, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: HandlerFunc(reportRoute)})
 	c2, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -277,7 +277,7 @@ func clientHelloBytes(t testing.TB, sni string, protos []string) []byte {
 // TestWebListener embeds the router's web route into an http.Server.
 func TestWebListener(t *testing.T) {
 	pki := newPKI(t)
-	cert := pki.leaf(t, testNames...)
+	cert := pki.Leaf(t, testNames...)
 	r := newRouter(t, nil)
 	mustHandle(t, r, Route{ALPN: []string{ProtocolProxySSH}, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: HandlerFunc(reportRoute)})
 	web, err := r.Listener(Route{Name: "web", ALPN: WebProtocols()})
@@ -307,7 +307,7 @@ func TestWebListener(t *testing.T) {
 		{"http/1.1", false, "web HTTP/1.1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}, ForceAttemptHTTP2: tt.http2}
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}, ForceAttemptHTTP2: tt.http2}
 			if !tt.http2 {
 				tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 			}
@@ -324,7 +324,7 @@ func TestWebListener(t *testing.T) {
 		})
 	}
 	t.Run("no alpn", func(t *testing.T) {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "localhost"})
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.Pool, ServerName: "localhost"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,7 +340,7 @@ func TestWebListener(t *testing.T) {
 		}
 	})
 	t.Run("custom protocol beside web", func(t *testing.T) {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "localhost", NextProtos: []string{ProtocolProxySSH}})
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.Pool, ServerName: "localhost", NextProtos: []string{ProtocolProxySSH}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -494,7 +494,7 @@ func TestHelloParsing(t *testing.T) {
 
 func TestRouteListener(t *testing.T) {
 	pki := newPKI(t)
-	cert := pki.leaf(t, "localhost")
+	cert := pki.Leaf(t, "localhost")
 	r := newRouter(t, &Config{HandshakeTimeout: 300 * time.Millisecond})
 	term, err := r.Listener(Route{ALPN: []string{"term"}, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	if err != nil {
@@ -506,7 +506,7 @@ func TestRouteListener(t *testing.T) {
 	}
 	addr := serveRouter(t, r)
 	go func() {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "localhost", NextProtos: []string{"term"}})
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.Pool, ServerName: "localhost", NextProtos: []string{"term"}})
 		if err == nil {
 			io.Copy(io.Discard, c)
 			c.Close()
@@ -591,7 +591,7 @@ func TestShutdownGraceful(t *testing.T) {
 // the http.Server's Serve gets *tls.Conn and still speaks h2.
 func TestWebListenerTerminating(t *testing.T) {
 	pki := newPKI(t)
-	cert := pki.leaf(t, "localhost")
+	cert := pki.Leaf(t, "localhost")
 	srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 	r := newRouter(t, nil)
 	web, err := r.Listener(Route{Name: "web", ALPN: WebProtocols(), TLSConfig: srvTLS})
@@ -607,7 +607,7 @@ func TestWebListenerTerminating(t *testing.T) {
 	addr := serveRouter(t, r)
 	t.Cleanup(func() { srv.Close(); <-done })
 	for _, h2 := range []bool{true, false} {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}, ForceAttemptHTTP2: h2}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}, ForceAttemptHTTP2: h2}
 		if !h2 {
 			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 		}
@@ -628,7 +628,7 @@ func TestWebListenerTerminating(t *testing.T) {
 func TestMaxHandshakes(t *testing.T) {
 	pki := newPKI(t)
 	r := newRouter(t, &Config{HandshakeTimeout: 500 * time.Millisecond, MaxHandshakes: 1})
-	mustHandle(t, r, Route{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pki.leaf(t, "localhost")}}, Handler: HandlerFunc(reportRoute)})
+	mustHandle(t, r, Route{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pki.Leaf(t, "localhost")}}, Handler: HandlerFunc(reportRoute)})
 	addr := serveRouter(t, r)
 	silent, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -637,7 +637,7 @@ func TestMaxHandshakes(t *testing.T) {
 	defer silent.Close()
 	time.Sleep(50 * time.Millisecond) // the silent conn takes the only slot
 	start := time.Now()
-	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "localhost"})
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.Pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,9 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -20,39 +14,21 @@ import (
 	"time"
 
 	"github.com/sallyport/sallyport/agent"
+	"github.com/sallyport/sallyport/internal/testpki"
 	"github.com/sallyport/sallyport/internal/testservice"
 	"github.com/sallyport/sallyport/proxy"
 )
 
-// selfSigned writes a self-signed certificate for 127.0.0.1 and returns
-// the file names and a pool that trusts it.
-func selfSigned(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+// balancerCert writes a certificate for lb.example.test and 127.0.0.1,
+// from a CA of its own, and returns the file names and a pool that trusts
+// it.
+func balancerCert(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lb.example.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"lb.example.test"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = testservice.WriteFile(t, dir, "lb.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	keyFile = testservice.WriteFile(t, dir, "lb.key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
+	ca := testpki.NewCA(t, "balancer CA")
+	certPEM, keyPEM := testpki.PEM(t, ca.Issue(t, "lb.example.test", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "lb.example.test", "127.0.0.1"))
+	certFile = testservice.WriteFile(t, dir, "lb.crt", string(certPEM))
+	keyFile = testservice.WriteFile(t, dir, "lb.key", string(keyPEM))
+	return certFile, keyFile, ca.Pool
 }
 
 // TestBehindTLSTerminatingBalancer puts nginx, terminating TLS with its own
@@ -78,7 +54,7 @@ func testBehindL7(t *testing.T, listenOpts string) {
 	c.role(t, "dev", []string{"root"}, map[string][]string{"env": {"dev"}})
 	c.user(t, "alice", "correct horse", "dev")
 	p := startProxy(t, c, proxy.Config{Mode: proxy.Multiplex})
-	certFile, keyFile, lbRoots := selfSigned(t, t.TempDir())
+	certFile, keyFile, lbRoots := balancerCert(t, t.TempDir())
 	lbAddr := testservice.FreeAddr(t)
 	lb := testservice.NginxConfig(t, lbAddr, fmt.Sprintf(`events {}
 http {

@@ -18,6 +18,7 @@ import (
 	"github.com/sallyport/sallyport/audit"
 	"github.com/sallyport/sallyport/authapi"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
+	"github.com/sallyport/sallyport/internal/auditsend"
 	"github.com/sallyport/sallyport/mux"
 	"github.com/sallyport/sallyport/tunnel"
 )
@@ -418,28 +419,11 @@ func (s *Service) emit(ev audit.Event) {
 		ev.Fields = map[string]string{}
 	}
 	ev.Fields["proxy"] = s.HostID()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		go func() {
-			select {
-			case <-s.stopEmit:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		if _, err := s.auth.API().EmitAuditEvent(ctx, &authv1.EmitAuditEventRequest{Event: authapi.EventProto(ev)}); err != nil {
+	s.goFn(func() {
+		if err := auditsend.Send(context.Background(), s.stopEmit, s.auth.API(), ev); err != nil {
 			s.log.Warn("proxy: audit event lost", "type", ev.Type, "err", err)
 		}
-	}()
+	})
 }
 
 // Shutdown stops accepting connections, lets web requests finish, waits

@@ -2,21 +2,16 @@ package tunnel
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sallyport/sallyport/internal/testpki"
 	"go.uber.org/goleak"
 )
 
@@ -24,69 +19,23 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testCA is a throwaway cluster CA (ECDSA P-256).
-type testCA struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pool   *x509.CertPool
-	serial atomic.Int64
-}
+// testCA is a throwaway cluster CA.
+type testCA struct{ *testpki.CA }
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tunnel test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool()}
-	ca.pool.AddCert(cert)
-	ca.serial.Store(1)
-	return ca
+	return &testCA{testpki.NewCA(t, "tunnel test CA")}
 }
 
 // issue returns a certificate for cn signed by the CA; server certificates
-// name 127.0.0.1, localhost and every name ending in ".test" given.
+// name 127.0.0.1, localhost and every name in dnsNames.
 func (ca *testCA) issue(t testing.TB, cn string, server bool, dnsNames ...string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	if !server {
+		return ca.Issue(t, cn, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial.Add(1)),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = append([]string{"localhost"}, dnsNames...)
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	sans := append([]string{"localhost", "127.0.0.1"}, dnsNames...)
+	return ca.Issue(t, cn, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, sans...)
 }
 
 // serverTLS is the proxy's config: its certificate and mutual TLS with the CA.
@@ -94,7 +43,7 @@ func (ca *testCA) serverTLS(t testing.TB, dnsNames ...string) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{ca.issue(t, "proxy", true, dnsNames...)},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.pool,
+		ClientCAs:    ca.Pool,
 		NextProtos:   []string{"sallyport-reversetunnel"},
 	}
 }
@@ -103,7 +52,7 @@ func (ca *testCA) serverTLS(t testing.TB, dnsNames ...string) *tls.Config {
 func (ca *testCA) agentTLS(t testing.TB, agentID string) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{ca.issue(t, agentID, false)},
-		RootCAs:      ca.pool,
+		RootCAs:      ca.Pool,
 	}
 }
 

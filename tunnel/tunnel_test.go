@@ -371,7 +371,7 @@ func TestUnauthenticatedAgent(t *testing.T) {
 	// A certificate from another CA fails the handshake; the agent keeps
 	// retrying and never registers.
 	cfg := other.agentTLS(t, "intruder")
-	cfg.RootCAs = ca.pool
+	cfg.RootCAs = ca.Pool
 	a := startAgent(t, ca, "intruder", AgentConfig{ProxyAddrs: []string{p.Addr}, TLSConfig: cfg})
 	waitFor(t, 5*time.Second, "failed dials", func() bool { return a.Stats().DialFailures >= 2 })
 	if got := p.Agents(); len(got) != 0 {

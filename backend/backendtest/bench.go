@@ -96,34 +96,42 @@ func Bench(b *testing.B, newBackend NewFunc) {
 	})
 	b.Run("WatchLatency", func(b *testing.B) {
 		be := openBench(b, newBackend)
-		ctx := context.Background()
-		w, err := be.NewWatcher(ctx, backend.Watch{Prefixes: [][]byte{[]byte("/bench/watch/")}})
+		WatchLatency(b, be, be)
+	})
+}
+
+// WatchLatency measures the path from a write to its watch event: each
+// iteration puts a 256-byte value through writer and waits for the event
+// on a watcher of reader, reporting p50-ms and p99-ms with ReportLatency.
+// writer and reader may be one backend, or two instances over one store.
+func WatchLatency(b *testing.B, writer, reader backend.Backend) {
+	ctx := context.Background()
+	w, err := reader.NewWatcher(ctx, backend.Watch{Prefixes: [][]byte{[]byte("/bench/watch/")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	waitInit(b, w)
+	lat := make([]time.Duration, 0, b.N)
+	value := make([]byte, 256)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		key := fmt.Appendf(nil, "/bench/watch/%d", i%100)
+		rev, err := writer.Put(ctx, backend.Item{Key: key, Value: value})
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer w.Close()
-		waitInit(b, w)
-		lat := make([]time.Duration, 0, b.N)
-		value := make([]byte, 256)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			start := time.Now()
-			key := fmt.Appendf(nil, "/bench/watch/%d", i%100)
-			rev, err := be.Put(ctx, backend.Item{Key: key, Value: value})
-			if err != nil {
-				b.Fatal(err)
+		for {
+			ev := NextEvent(b, w, 30*time.Second)
+			if ev.Item.Revision >= rev {
+				break
 			}
-			for {
-				ev := nextEvent(b, w, 30*time.Second)
-				if ev.Item.Revision >= rev {
-					break
-				}
-			}
-			lat = append(lat, time.Since(start))
 		}
-		b.StopTimer()
-		ReportLatency(b, lat)
-	})
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	ReportLatency(b, lat)
 }
 
 // ReportLatency reports the median and 99th percentile of lat as the
@@ -155,12 +163,24 @@ func parallel(b *testing.B, callers int, op func(ctx context.Context) error) {
 // parallelState is parallel with per-goroutine state: each goroutine calls
 // setup once and then runs the operation it returns.
 func parallelState(b *testing.B, callers int, setup func() func(ctx context.Context) error) {
+	Parallel(b, callers, func(ctx context.Context) func() error {
+		op := setup()
+		return func() error { return op(ctx) }
+	})
+}
+
+// Parallel runs b.N operations in total from callers goroutines (one
+// goroutine runs them in a plain loop). Each goroutine calls setup once
+// with the benchmark's context and then runs the operation it returns; an
+// operation's error fails the benchmark. It is how a driver benchmarks its
+// store's own client next to the driver at the same concurrency.
+func Parallel(b *testing.B, callers int, setup func(ctx context.Context) func() error) {
 	ctx := context.Background()
 	if callers == 1 {
-		op := setup()
+		op := setup(ctx)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if err := op(ctx); err != nil {
+			if err := op(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -170,9 +190,9 @@ func parallelState(b *testing.B, callers int, setup func() func(ctx context.Cont
 	b.SetParallelism((callers + procs - 1) / procs)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		op := setup()
+		op := setup(ctx)
 		for pb.Next() {
-			if err := op(ctx); err != nil {
+			if err := op(); err != nil {
 				b.Error(err)
 				return
 			}

@@ -16,6 +16,25 @@
 //
 //	func BenchmarkDriver(b *testing.B) { backendtest.Bench(b, newBackend) }
 //
+// # Helpers for a driver's own tests
+//
+// A driver's tests share more than the suite: [Open] opens a backend and
+// closes it at cleanup, [RandomName] makes a fresh prefix or schema name,
+// [Context], [Watch], [NextEvent] and [WaitFor] drive watchers and wait,
+// and [RunParseURI] runs a table of URIs against the driver's ParseURI.
+// [FaultRun] takes the driver's store away under running writers and a
+// watcher and checks recovery and that no acknowledged write is lost:
+//
+//	func TestServerRestart(t *testing.T) {
+//		srv := testservice.StartEtcd(t)
+//		b := backendtest.Open(t, etcd.Open, &etcd.Config{...})
+//		backendtest.FaultRun(t, backendtest.FaultConfig{Backend: b, Down: srv.Stop, Up: srv.Start})
+//	}
+//
+// For benchmarks next to the store's own client, [Parallel] runs an
+// operation from a number of goroutines and [WatchLatency] measures the
+// write-to-event path between two instances.
+//
 // # What the suite checks
 //
 // Create, Get, Put, Update, Delete and their errors; global revisions;

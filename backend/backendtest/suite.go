@@ -150,11 +150,7 @@ func (s *suite) open(t testing.TB) backend.Backend {
 }
 
 // ctx returns a context for one test, cancelled at its end.
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t testing.TB) context.Context { return Context(t) }
 
 func item(key, value string) backend.Item {
 	return backend.Item{Key: []byte(key), Value: []byte(value)}
@@ -520,7 +516,7 @@ func (s *suite) testLargeValues(t *testing.T) {
 	if it := mustGet(t, b, []byte("/large/a")); !bytes.Equal(it.Value, v) {
 		t.Fatalf("1 MiB value reads back as %d different bytes", len(it.Value))
 	}
-	ev := nextEvent(t, w, 10*time.Second)
+	ev := NextEvent(t, w, 10*time.Second)
 	if ev.Type != backend.OpPut || !bytes.Equal(ev.Item.Value, v) {
 		t.Fatalf("watch event for the 1 MiB value: %v with %d bytes", ev.Type, len(ev.Item.Value))
 	}
@@ -655,7 +651,7 @@ func (s *suite) testDeleteRange(t *testing.T) {
 	}
 	seen := make(map[string]bool)
 	for len(seen) < n {
-		ev := nextEvent(t, w, 10*time.Second)
+		ev := NextEvent(t, w, 10*time.Second)
 		if ev.Type != backend.OpDelete || !bytes.HasPrefix(ev.Item.Key, []byte("/dr/")) {
 			t.Fatalf("unexpected event %v %q", ev.Type, ev.Item.Key)
 		}
@@ -1035,7 +1031,7 @@ func (s *suite) testExpiry(t *testing.T) {
 		t.Fatalf("range before expiry: %d items, want 2", len(got))
 	}
 	for i := 0; i < 2; i++ {
-		if ev := nextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut {
+		if ev := NextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut {
 			t.Fatalf("event %d: %v, want put", i, ev.Type)
 		}
 	}
@@ -1057,7 +1053,7 @@ func (s *suite) testExpiry(t *testing.T) {
 	wantErr(t, "exists condition on expired", err, backend.ErrCompareFailed)
 
 	// The delete event arrives within the driver's sweep delay.
-	ev := nextEvent(t, w, s.caps.expiryEventDelay())
+	ev := NextEvent(t, w, s.caps.expiryEventDelay())
 	if ev.Type != backend.OpDelete || string(ev.Item.Key) != "/exp/a" {
 		t.Fatalf("after expiry: %v %q, want delete /exp/a", ev.Type, ev.Item.Key)
 	}
@@ -1066,7 +1062,7 @@ func (s *suite) testExpiry(t *testing.T) {
 	_, err = b.Create(c, item("/exp/a", "again"))
 	noErr(t, "create after expiry", err)
 	wantValue(t, b, "/exp/a", "again")
-	if ev := nextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut || string(ev.Item.Value) != "again" {
+	if ev := NextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut || string(ev.Item.Value) != "again" {
 		t.Fatalf("after create: %v %q", ev.Type, ev.Item.Value)
 	}
 
@@ -1099,7 +1095,7 @@ func (s *suite) testKeepAlive(t *testing.T) {
 	if it.Revision != rev2 {
 		t.Fatalf("revision %d, want %d", it.Revision, rev2)
 	}
-	ev := nextEvent(t, w, 5*time.Second)
+	ev := NextEvent(t, w, 5*time.Second)
 	if ev.Type != backend.OpPut || string(ev.Item.Value) != "value" || ev.Item.Revision != rev2 {
 		t.Fatalf("keep alive event: %v %q rev %d", ev.Type, ev.Item.Value, ev.Item.Revision)
 	}
@@ -1123,27 +1119,9 @@ func (s *suite) testKeepAlive(t *testing.T) {
 // waitInit reads the watcher's first event and checks that it is OpInit.
 func waitInit(t testing.TB, w backend.Watcher) {
 	t.Helper()
-	if ev := nextEvent(t, w, 10*time.Second); ev.Type != backend.OpInit {
+	if ev := NextEvent(t, w, 10*time.Second); ev.Type != backend.OpInit {
 		t.Fatalf("first event is %v %q, want init", ev.Type, ev.Item.Key)
 	}
-}
-
-// nextEvent returns the watcher's next event, failing the test if none
-// comes within d or the watcher stops.
-func nextEvent(t testing.TB, w backend.Watcher, d time.Duration) backend.Event {
-	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case ev, ok := <-w.Events():
-		if !ok {
-			t.Fatalf("watcher stopped: %v", w.Err())
-		}
-		return ev
-	case <-timer.C:
-		t.Fatalf("no event within %v", d)
-	}
-	return backend.Event{}
 }
 
 // noEvent checks that no event arrives within d.
@@ -1173,7 +1151,7 @@ func (s *suite) testWatchInit(t *testing.T) {
 	}
 	rev, err := b.Put(c, item("/wi/after", "y"))
 	noErr(t, "put", err)
-	ev := nextEvent(t, w, 5*time.Second)
+	ev := NextEvent(t, w, 5*time.Second)
 	if ev.Type != backend.OpPut || string(ev.Item.Key) != "/wi/after" || string(ev.Item.Value) != "y" || ev.Item.Revision != rev {
 		t.Fatalf("event %v %q=%q rev %d, want put /wi/after=y rev %d", ev.Type, ev.Item.Key, ev.Item.Value, ev.Item.Revision, rev)
 	}
@@ -1215,14 +1193,14 @@ func (s *suite) testWatchPrefixes(t *testing.T) {
 			w := watchers[i]
 			var got []string
 			for _, want := range tt.want {
-				ev := nextEvent(t, w, 5*time.Second)
+				ev := NextEvent(t, w, 5*time.Second)
 				got = append(got, string(ev.Item.Key))
 				if string(ev.Item.Key) != want {
 					t.Fatalf("got %q, want %q", got, tt.want)
 				}
 			}
 			if tt.prefixes == nil {
-				if ev := nextEvent(t, w, 5*time.Second); string(ev.Item.Key) != "/zz/end" {
+				if ev := NextEvent(t, w, 5*time.Second); string(ev.Item.Key) != "/zz/end" {
 					t.Fatalf("got %q after the writes, want /zz/end", ev.Item.Key)
 				}
 			}
@@ -1270,7 +1248,7 @@ func (s *suite) testWatchEvents(t *testing.T) {
 
 	var last int64
 	for i, wt := range wants {
-		ev := nextEvent(t, w, 5*time.Second)
+		ev := NextEvent(t, w, 5*time.Second)
 		if ev.Type != wt.op || string(ev.Item.Key) != wt.key || string(ev.Item.Value) != wt.value {
 			t.Fatalf("event %d: %v %q=%q, want %v %q=%q", i, ev.Type, ev.Item.Key, ev.Item.Value, wt.op, wt.key, wt.value)
 		}
@@ -1285,7 +1263,7 @@ func (s *suite) testWatchEvents(t *testing.T) {
 	// The atomic write's two events, in either order, share its revision.
 	got := map[string]backend.OpType{}
 	for i := 0; i < 2; i++ {
-		ev := nextEvent(t, w, 5*time.Second)
+		ev := NextEvent(t, w, 5*time.Second)
 		if ev.Item.Revision != rev {
 			t.Fatalf("atomic write event %q: revision %d, want %d", ev.Item.Key, ev.Item.Revision, rev)
 		}
@@ -1404,7 +1382,7 @@ func (s *suite) testWatchFellBehind(t *testing.T) {
 	}
 	// The other watcher is unaffected.
 	for i := 0; i < 100; i++ {
-		ev := nextEvent(t, reader, 5*time.Second)
+		ev := NextEvent(t, reader, 5*time.Second)
 		if want := fmt.Sprintf("/fb/%03d", i); string(ev.Item.Key) != want {
 			t.Fatalf("reader got %q, want %q", ev.Item.Key, want)
 		}
@@ -1575,7 +1553,7 @@ func (s *suite) testMultiInstance(t *testing.T) {
 	if it := wantValue(t, b, "/multi/x", "from a"); it.Revision != rev {
 		t.Fatalf("b reads revision %d, a wrote %d", it.Revision, rev)
 	}
-	ev := nextEvent(t, wb, 10*time.Second)
+	ev := NextEvent(t, wb, 10*time.Second)
 	if ev.Type != backend.OpPut || string(ev.Item.Key) != "/multi/x" || ev.Item.Revision != rev {
 		t.Fatalf("b's watcher: %v %q rev %d, want put /multi/x rev %d", ev.Type, ev.Item.Key, ev.Item.Revision, rev)
 	}
@@ -1588,7 +1566,7 @@ func (s *suite) testMultiInstance(t *testing.T) {
 	wantValue(t, a, "/multi/x", "from b")
 	noErr(t, "delete on a", a.Delete(c, []byte("/multi/x")))
 	for _, want := range []backend.OpType{backend.OpPut, backend.OpDelete} {
-		if ev := nextEvent(t, wb, 10*time.Second); ev.Type != want {
+		if ev := NextEvent(t, wb, 10*time.Second); ev.Type != want {
 			t.Fatalf("b's watcher: %v, want %v", ev.Type, want)
 		}
 	}

@@ -3,7 +3,6 @@ package etcd_test
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -38,26 +37,7 @@ func BenchmarkDriverWatchCrossInstance(b *testing.B) {
 	prefix := randomPrefix()
 	writer := open(b, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: prefix})
 	reader := open(b, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: prefix})
-	w := watch(b, reader, "/bench/x/")
-	value := make([]byte, 256)
-	lat := make([]time.Duration, 0, b.N)
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		rev, err := writer.Put(ctx, backend.Item{Key: fmt.Appendf(nil, "/bench/x/%d", i%100), Value: value})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			if ev := nextEvent(b, w, 30*time.Second); ev.Item.Revision >= rev {
-				break
-			}
-		}
-		lat = append(lat, time.Since(start))
-	}
-	b.StopTimer()
-	backendtest.ReportLatency(b, lat)
+	backendtest.WatchLatency(b, writer, reader)
 }
 
 func rawClient(b *testing.B, endpoint string) *clientv3.Client {
@@ -76,7 +56,7 @@ func BenchmarkRaw(b *testing.B) {
 	for _, callers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("Put/callers=%d", callers), func(b *testing.B) {
 			var n atomic.Int64
-			parallel(b, callers, func(ctx context.Context) func() error {
+			backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 				return func() error {
 					_, err := cli.Put(ctx, fmt.Sprintf("/raw/put/%08d", n.Add(1)%10000), value)
 					return err
@@ -92,7 +72,7 @@ func BenchmarkRaw(b *testing.B) {
 	for _, callers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("Get/callers=%d", callers), func(b *testing.B) {
 			var n atomic.Int64
-			parallel(b, callers, func(ctx context.Context) func() error {
+			backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 				return func() error {
 					_, err := cli.Get(ctx, fmt.Sprintf("/raw/get/%06d", n.Add(1)%1000))
 					return err
@@ -103,7 +83,7 @@ func BenchmarkRaw(b *testing.B) {
 	for _, callers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("CompareAndSwap/callers=%d", callers), func(b *testing.B) {
 			var id atomic.Int64
-			parallel(b, callers, func(ctx context.Context) func() error {
+			backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 				key := fmt.Sprintf("/raw/cas/%d/%d", callers, id.Add(1))
 				resp, err := cli.Put(ctx, key, "0")
 				if err != nil {
@@ -164,32 +144,4 @@ func BenchmarkRawWatchCrossInstance(b *testing.B) {
 	}
 	b.StopTimer()
 	backendtest.ReportLatency(b, lat)
-}
-
-// parallel runs b.N operations from callers goroutines; setup runs once
-// per goroutine and returns its operation.
-func parallel(b *testing.B, callers int, setup func(ctx context.Context) func() error) {
-	ctx := context.Background()
-	if callers == 1 {
-		op := setup(ctx)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := op(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return
-	}
-	procs := runtime.GOMAXPROCS(0)
-	b.SetParallelism((callers + procs - 1) / procs)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		op := setup(ctx)
-		for pb.Next() {
-			if err := op(); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
 }

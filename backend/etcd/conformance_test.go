@@ -1,9 +1,6 @@
 package etcd_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -15,22 +12,11 @@ import (
 
 // randomPrefix returns a fresh key prefix, so tests sharing one etcd do
 // not see each other's keys.
-func randomPrefix() string {
-	var b [5]byte
-	rand.Read(b[:])
-	return "/test-" + hex.EncodeToString(b[:])
-}
+func randomPrefix() string { return backendtest.RandomName("/test-") }
 
 func open(t testing.TB, cfg *etcd.Config) *etcd.Backend {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := etcd.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
+	return backendtest.Open(t, etcd.Open, cfg)
 }
 
 func TestConformance(t *testing.T) {

@@ -2,82 +2,32 @@ package etcd_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sallyport/sallyport/backend"
+	"github.com/sallyport/sallyport/backend/backendtest"
 	"github.com/sallyport/sallyport/backend/etcd"
+	"github.com/sallyport/sallyport/internal/testpki"
 	"github.com/sallyport/sallyport/internal/testservice"
 )
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func nextEvent(t testing.TB, w backend.Watcher, d time.Duration) backend.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-w.Events():
-		if !ok {
-			t.Fatalf("watcher stopped: %v", w.Err())
-		}
-		return ev
-	case <-time.After(d):
-		t.Fatalf("no event within %v", d)
-	}
-	return backend.Event{}
-}
-
-func watch(t testing.TB, b backend.Backend, prefix string) backend.Watcher {
-	t.Helper()
-	w, err := b.NewWatcher(ctxT(t), backend.Watch{Prefixes: [][]byte{[]byte(prefix)}})
-	if err != nil {
-		t.Fatalf("new watcher: %v", err)
-	}
-	t.Cleanup(func() { w.Close() })
-	if ev := nextEvent(t, w, 10*time.Second); ev.Type != backend.OpInit {
-		t.Fatalf("first event %v, want init", ev.Type)
-	}
-	return w
-}
-
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestCompactedWatch: a watch whose start revision was compacted away
 // stops with ErrWatchBroken.
 func TestCompactedWatch(t *testing.T) {
 	srv := testservice.StartEtcd(t)
 	b := open(t, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/c"})
-	ctx := ctxT(t)
+	ctx := backendtest.Context(t)
 	first, err := b.Put(ctx, backend.Item{Key: []byte("/k"), Value: []byte("1")})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +46,7 @@ func TestCompactedWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if ev := nextEvent(t, w, 5*time.Second); ev.Type != backend.OpInit {
+	if ev := backendtest.NextEvent(t, w, 5*time.Second); ev.Type != backend.OpInit {
 		t.Fatalf("first event %v", ev.Type)
 	}
 	select {
@@ -115,8 +65,8 @@ func TestPrefixIsolation(t *testing.T) {
 	srv := testservice.StartEtcd(t)
 	a := open(t, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/a"})
 	a1 := open(t, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/a1"})
-	ctx := ctxT(t)
-	wa := watch(t, a, "")
+	ctx := backendtest.Context(t)
+	wa := backendtest.Watch(t, a, "")
 	if _, err := a1.Put(ctx, backend.Item{Key: []byte("/x"), Value: []byte("a1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +74,7 @@ func TestPrefixIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := nextEvent(t, wa, 5*time.Second); string(ev.Item.Key) != "/y" || ev.Item.Revision != rev {
+	if ev := backendtest.NextEvent(t, wa, 5*time.Second); string(ev.Item.Key) != "/y" || ev.Item.Revision != rev {
 		t.Fatalf("a's watcher got %q rev %d, want /y rev %d", ev.Item.Key, ev.Item.Revision, rev)
 	}
 	res, err := a.GetRange(ctx, nil, nil, 0)
@@ -150,80 +100,56 @@ func TestPrefixIsolation(t *testing.T) {
 func TestParseURI(t *testing.T) {
 	dir := t.TempDir()
 	ca, _, _, _ := writeCerts(t, dir)
-	tests := []struct {
-		name    string
-		uri     string
-		wantErr bool
-		check   func(t *testing.T, c *etcd.Config)
-	}{
-		{name: "one endpoint", uri: "etcd://127.0.0.1:2379/cluster1", check: func(t *testing.T, c *etcd.Config) {
+	backendtest.RunParseURI(t, etcd.ParseURI, []backendtest.URICase[*etcd.Config]{
+		{Name: "one endpoint", URI: "etcd://127.0.0.1:2379/cluster1", Check: func(t *testing.T, c *etcd.Config) {
 			if fmt.Sprint(c.Endpoints) != "[http://127.0.0.1:2379]" || c.Prefix != "/cluster1" || c.TLS != nil {
 				t.Fatalf("%+v", c)
 			}
 		}},
-		{name: "comma endpoints", uri: "etcd://h1:2379,h2:2379,h3:2379/p", check: func(t *testing.T, c *etcd.Config) {
+		{Name: "comma endpoints", URI: "etcd://h1:2379,h2:2379,h3:2379/p", Check: func(t *testing.T, c *etcd.Config) {
 			if fmt.Sprint(c.Endpoints) != "[http://h1:2379 http://h2:2379 http://h3:2379]" {
 				t.Fatalf("%v", c.Endpoints)
 			}
 		}},
-		{name: "query endpoints", uri: "etcd://h1:2379/p?endpoints=h2:2379,h3:2379&endpoints=h4:2379", check: func(t *testing.T, c *etcd.Config) {
+		{Name: "query endpoints", URI: "etcd://h1:2379/p?endpoints=h2:2379,h3:2379&endpoints=h4:2379", Check: func(t *testing.T, c *etcd.Config) {
 			if fmt.Sprint(c.Endpoints) != "[http://h1:2379 http://h2:2379 http://h3:2379 http://h4:2379]" {
 				t.Fatalf("%v", c.Endpoints)
 			}
 		}},
-		{name: "tls with ca", uri: "etcd://h1:2379/p?ca=" + url.QueryEscape(ca) + "&server_name=etcd.local", check: func(t *testing.T, c *etcd.Config) {
+		{Name: "tls with ca", URI: "etcd://h1:2379/p?ca=" + url.QueryEscape(ca) + "&server_name=etcd.local", Check: func(t *testing.T, c *etcd.Config) {
 			if c.TLS == nil || c.TLS.RootCAs == nil || c.TLS.ServerName != "etcd.local" || c.Endpoints[0] != "https://h1:2379" {
 				t.Fatalf("%+v", c)
 			}
 		}},
-		{name: "user and timeouts", uri: "etcd://u:pw@h1:2379/?dial_timeout=2s&request_timeout=3s", check: func(t *testing.T, c *etcd.Config) {
+		{Name: "user and timeouts", URI: "etcd://u:pw@h1:2379/?dial_timeout=2s&request_timeout=3s", Check: func(t *testing.T, c *etcd.Config) {
 			if c.Username != "u" || c.Password != "pw" || c.DialTimeout != 2*time.Second || c.RequestTimeout != 3*time.Second {
 				t.Fatalf("%+v", c)
 			}
 		}},
-		{name: "no endpoint", uri: "etcd:///p", wantErr: true},
-		{name: "cert without key", uri: "etcd://h:1/p?cert=/x", wantErr: true},
-		{name: "bad duration", uri: "etcd://h:1/p?dial_timeout=soon", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			u, err := url.Parse(tt.uri)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := etcd.ParseURI(u)
-			if tt.wantErr {
-				if !errors.Is(err, backend.ErrInvalid) {
-					t.Fatalf("error %v, want ErrInvalid", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tt.check(t, c)
-		})
-	}
+		{Name: "no endpoint", URI: "etcd:///p", WantErr: true},
+		{Name: "cert without key", URI: "etcd://h:1/p?cert=/x", WantErr: true},
+		{Name: "bad duration", URI: "etcd://h:1/p?dial_timeout=soon", WantErr: true},
+	})
 }
 
 func TestOpenURI(t *testing.T) {
 	srv := testservice.StartEtcd(t)
-	b, err := backend.Open(ctxT(t), "etcd://"+srv.Addr+"/uri-test")
+	b, err := backend.Open(backendtest.Context(t), "etcd://"+srv.Addr+"/uri-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.Put(ctxT(t), backend.Item{Key: []byte("/k"), Value: []byte("v")}); err != nil {
+	if _, err := b.Put(backendtest.Context(t), backend.Item{Key: []byte("/k"), Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := b.(*etcd.Backend).Client().Get(ctxT(t), "/uri-test//k")
+	resp, err := b.(*etcd.Backend).Client().Get(backendtest.Context(t), "/uri-test//k")
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("stored key: %v %v", resp, err)
 	}
 }
 
 func TestOpenUnreachable(t *testing.T) {
-	_, err := etcd.Open(ctxT(t), &etcd.Config{Endpoints: []string{"http://" + testservice.FreeAddr(t)}, DialTimeout: 500 * time.Millisecond})
+	_, err := etcd.Open(backendtest.Context(t), &etcd.Config{Endpoints: []string{"http://" + testservice.FreeAddr(t)}, DialTimeout: 500 * time.Millisecond})
 	if err == nil {
 		t.Fatal("open of an address where nothing listens succeeded")
 	}
@@ -237,23 +163,23 @@ func TestTLS(t *testing.T) {
 	ca, srvCert, srvKey, client := writeCerts(t, dir)
 	srv := testservice.StartEtcdTLS(t, &testservice.EtcdTLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca})
 	q := url.Values{"ca": {ca}, "cert": {client + ".crt"}, "key": {client + ".key"}}
-	b, err := backend.Open(ctxT(t), "etcd://"+srv.Addr+"/tls?"+q.Encode())
+	b, err := backend.Open(backendtest.Context(t), "etcd://"+srv.Addr+"/tls?"+q.Encode())
 	if err != nil {
 		t.Fatalf("open with a client certificate: %v", err)
 	}
 	defer b.Close()
-	w := watch(t, b, "/")
-	rev, err := b.Put(ctxT(t), backend.Item{Key: []byte("/k"), Value: []byte("v")})
+	w := backendtest.Watch(t, b, "/")
+	rev, err := b.Put(backendtest.Context(t), backend.Item{Key: []byte("/k"), Value: []byte("v")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := nextEvent(t, w, 5*time.Second); ev.Item.Revision != rev {
+	if ev := backendtest.NextEvent(t, w, 5*time.Second); ev.Item.Revision != rev {
 		t.Fatalf("event rev %d, want %d", ev.Item.Revision, rev)
 	}
 
 	q.Del("cert")
 	q.Del("key")
-	ctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+	ctx, cancel := context.WithTimeout(backendtest.Context(t), 5*time.Second)
 	defer cancel()
 	if b2, err := backend.Open(ctx, "etcd://"+srv.Addr+"/tls?dial_timeout=1s&"+q.Encode()); err == nil {
 		b2.Close()
@@ -265,42 +191,21 @@ func TestTLS(t *testing.T) {
 // certificate (client+".crt", client+".key") to dir.
 func writeCerts(t testing.TB, dir string) (ca, srvCert, srvKey, client string) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	write := func(name, typ string, der []byte) string {
+	pki := testpki.NewCA(t, "test CA")
+	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "EC PRIVATE KEY", kder)
+	leaf := func(name string, usage x509.ExtKeyUsage) (string, string) {
+		certPEM, keyPEM := testpki.PEM(t, pki.Issue(t, name, []x509.ExtKeyUsage{usage}, "127.0.0.1"))
+		return write(name+".crt", certPEM), write(name+".key", keyPEM)
 	}
-	ca = write("ca.crt", "CERTIFICATE", caDER)
-	srvCert, srvKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	ca = write("ca.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Cert.Raw}))
+	srvCert, srvKey = leaf("server", x509.ExtKeyUsageServerAuth)
+	leaf("client", x509.ExtKeyUsageClientAuth)
 	return ca, srvCert, srvKey, filepath.Join(dir, "client")
 }
 
@@ -320,131 +225,17 @@ func TestServerRestart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := testservice.StartEtcd(t)
 			b := open(t, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/fault", RequestTimeout: 2 * time.Second})
-			faultRun(t, b, func() { tt.down(srv) }, srv.Start)
+			backendtest.FaultRun(t, backendtest.FaultConfig{Backend: b, Down: func() { tt.down(srv) }, Up: srv.Start})
 		})
 	}
-}
-
-// faultRun drives writers and a watcher across down() and up().
-func faultRun(t *testing.T, b backend.Backend, down, up func()) {
-	ctx := ctxT(t)
-	w := watch(t, b, "/f/")
-	var (
-		mu     sync.Mutex
-		acked  = map[string]int64{}
-		errs   atomic.Int64
-		nAcked atomic.Int64
-		stop   = make(chan struct{})
-		wg     sync.WaitGroup
-	)
-	for wr := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("/f/%d/%06d", wr, i)
-				octx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				rev, err := b.Put(octx, backend.Item{Key: []byte(key), Value: []byte(key)})
-				cancel()
-				if err != nil {
-					errs.Add(1)
-					time.Sleep(50 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				acked[key] = rev
-				mu.Unlock()
-				nAcked.Add(1)
-			}
-		}()
-	}
-	stopped := false
-	stopWriters := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer stopWriters()
-	waitFor(t, "writes before the fault", 20*time.Second, func() bool { return nAcked.Load() >= 50 })
-	if ev := nextEvent(t, w, 10*time.Second); ev.Type != backend.OpPut {
-		t.Fatalf("event %v before the fault", ev.Type)
-	}
-
-	down()
-	select {
-	case <-w.Done():
-	case <-time.After(15 * time.Second):
-		t.Fatal("watcher not stopped while the store is down")
-	}
-	if !errors.Is(w.Err(), backend.ErrWatchBroken) {
-		t.Fatalf("watcher error %v, want ErrWatchBroken", w.Err())
-	}
-	errsBefore := errs.Load()
-	waitFor(t, "failing writes while down", 15*time.Second, func() bool { return errs.Load() > errsBefore })
-	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, err := b.Get(octx, []byte("/f/0/000000"))
-	cancel()
-	if err == nil {
-		t.Fatal("get succeeded while the store is down")
-	}
-	ackedAtUp := nAcked.Load()
-
-	up()
-	waitFor(t, "writes after the restart", 30*time.Second, func() bool { return nAcked.Load() >= ackedAtUp+50 })
-	var w2 backend.Watcher
-	waitFor(t, "a new watcher", 30*time.Second, func() bool {
-		nw, err := b.NewWatcher(ctx, backend.Watch{Prefixes: [][]byte{[]byte("/f2/")}})
-		if err != nil {
-			t.Logf("new watcher: %v", err)
-			return false
-		}
-		w2 = nw
-		return true
-	})
-	defer w2.Close()
-	if ev := nextEvent(t, w2, 5*time.Second); ev.Type != backend.OpInit {
-		t.Fatalf("first event %v", ev.Type)
-	}
-	rev, err := b.Put(ctx, backend.Item{Key: []byte("/f2/after")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev := nextEvent(t, w2, 10*time.Second); ev.Item.Revision != rev {
-		t.Fatalf("event after the restart: rev %d, want %d", ev.Item.Revision, rev)
-	}
-
-	stopWriters()
-	mu.Lock()
-	defer mu.Unlock()
-	lost := 0
-	for key, rev := range acked {
-		it, err := b.Get(ctx, []byte(key))
-		if err != nil || it.Revision != rev {
-			lost++
-			if lost < 5 {
-				t.Errorf("acknowledged write %s (rev %d) reads back as %+v, %v", key, rev, it, err)
-			}
-		}
-	}
-	if lost > 0 {
-		t.Fatalf("%d of %d acknowledged writes lost", lost, len(acked))
-	}
-	t.Logf("%d acknowledged writes all present; %d writes failed while the store was down", len(acked), errs.Load())
 }
 
 // TestExampleFlow runs the steps of Example on a real etcd.
 func TestExampleFlow(t *testing.T) {
 	srv := testservice.StartEtcd(t)
 	b := open(t, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/sallyport/cluster1"})
-	w := watch(t, b, "/nodes/")
-	rev, err := b.Put(ctxT(t), backend.Item{
+	w := backendtest.Watch(t, b, "/nodes/")
+	rev, err := b.Put(backendtest.Context(t), backend.Item{
 		Key:     backend.Key("nodes", "node-1"),
 		Value:   []byte(`{"addr":"10.0.0.1:3022"}`),
 		Expires: time.Now().Add(time.Minute),
@@ -452,7 +243,7 @@ func TestExampleFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := nextEvent(t, w, 5*time.Second)
+	ev := backendtest.NextEvent(t, w, 5*time.Second)
 	if got := fmt.Sprint(ev.Type, " ", string(ev.Item.Key), " ", ev.Item.Revision == rev); got != "put /nodes/node-1 true" {
 		t.Fatalf("example prints %q", got)
 	}
@@ -464,14 +255,14 @@ func TestExampleFlow(t *testing.T) {
 func TestExpiredBeforeLeaseEnds(t *testing.T) {
 	srv := testservice.StartEtcd(t)
 	b := open(t, &etcd.Config{Endpoints: []string{srv.Endpoint}, Prefix: randomPrefix()})
-	ctx := ctxT(t)
+	ctx := backendtest.Context(t)
 	exp := time.Now().Add(100 * time.Millisecond)
 	for _, k := range []string{"/e/a", "/e/b", "/e/c", "/e/d"} {
 		if _, err := b.Put(ctx, backend.Item{Key: []byte(k), Value: []byte("v"), Expires: exp}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w := watch(t, b, "/e/")
+	w := backendtest.Watch(t, b, "/e/")
 	time.Sleep(time.Until(exp) + 20*time.Millisecond)
 	resp, err := b.Client().Get(ctx, b.Prefix()+"/e/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || resp.Count != 4 {
@@ -515,14 +306,14 @@ func TestExpiredBeforeLeaseEnds(t *testing.T) {
 		Action: backend.ActionPut, Item: backend.Item{Value: []byte("new")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := nextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut || ev.Item.Revision != rev {
+	if ev := backendtest.NextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut || ev.Item.Revision != rev {
 		t.Fatalf("event %v rev %d, want the create's put rev %d", ev.Type, ev.Item.Revision, rev)
 	}
-	nextEvent(t, w, 5*time.Second) // the atomic write's put
+	backendtest.NextEvent(t, w, 5*time.Second) // the atomic write's put
 	// The lease's end deletes the two items still attached to it.
 	deleted := map[string]bool{}
 	for len(deleted) < 2 {
-		ev := nextEvent(t, w, 10*time.Second)
+		ev := backendtest.NextEvent(t, w, 10*time.Second)
 		if ev.Type != backend.OpDelete {
 			t.Fatalf("event %v %q, want delete", ev.Type, ev.Item.Key)
 		}

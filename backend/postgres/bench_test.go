@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -37,26 +36,7 @@ func BenchmarkDriverWatchCrossInstance(b *testing.B) {
 	schema := randomName("w_")
 	writer := open(b, testConfig(url, schema))
 	reader := open(b, testConfig(url, schema))
-	w := watch(b, reader, "/bench/x/")
-	value := make([]byte, 256)
-	lat := make([]time.Duration, 0, b.N)
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		rev, err := writer.Put(ctx, backend.Item{Key: fmt.Appendf(nil, "/bench/x/%d", i%100), Value: value})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			if ev := nextEvent(b, w, 30*time.Second); ev.Item.Revision >= rev {
-				break
-			}
-		}
-		lat = append(lat, time.Since(start))
-	}
-	b.StopTimer()
-	backendtest.ReportLatency(b, lat)
+	backendtest.WatchLatency(b, writer, reader)
 }
 
 const rawSchema = `CREATE TABLE IF NOT EXISTS raw_kv (key bytea PRIMARY KEY, value bytea NOT NULL, revision bigint NOT NULL DEFAULT 1)`
@@ -75,7 +55,7 @@ func BenchmarkRaw(b *testing.B) {
 	for _, callers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("Put/callers=%d", callers), func(b *testing.B) {
 			var n atomic.Int64
-			parallel(b, callers, func(ctx context.Context) func() error {
+			backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 				return func() error {
 					i := n.Add(1)
 					_, err := pool.Exec(ctx, `INSERT INTO raw_kv (key, value) VALUES ($1, $2)
@@ -95,7 +75,7 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = raw_kv.revisi
 	for _, callers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("Get/callers=%d", callers), func(b *testing.B) {
 			var n atomic.Int64
-			parallel(b, callers, func(ctx context.Context) func() error {
+			backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 				return func() error {
 					i := n.Add(1) % 1000
 					var v []byte
@@ -107,7 +87,7 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = raw_kv.revisi
 	for _, callers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("CompareAndSwap/callers=%d", callers), func(b *testing.B) {
 			var id atomic.Int64
-			parallel(b, callers, func(ctx context.Context) func() error {
+			backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 				key := fmt.Appendf(nil, "/bench/cas/%d/%d", callers, id.Add(1))
 				var rev int64
 				if err := pool.QueryRow(ctx, `INSERT INTO raw_kv (key, value) VALUES ($1, '0')
@@ -163,32 +143,4 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value RETURNING 1) SELECT pg_no
 	}
 	b.StopTimer()
 	backendtest.ReportLatency(b, lat)
-}
-
-// parallel runs b.N operations from callers goroutines; setup runs once
-// per goroutine and returns its operation.
-func parallel(b *testing.B, callers int, setup func(ctx context.Context) func() error) {
-	ctx := context.Background()
-	if callers == 1 {
-		op := setup(ctx)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := op(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return
-	}
-	procs := runtime.GOMAXPROCS(0)
-	b.SetParallelism((callers + procs - 1) / procs)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		op := setup(ctx)
-		for pb.Next() {
-			if err := op(); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
 }

@@ -1,9 +1,6 @@
 package postgres_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -14,11 +11,7 @@ import (
 )
 
 // randomName returns a fresh identifier for a schema.
-func randomName(prefix string) string {
-	var b [5]byte
-	rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+func randomName(prefix string) string { return backendtest.RandomName(prefix) }
 
 // testConfig returns a Config with short intervals for tests.
 func testConfig(url, schema string) *postgres.Config {
@@ -32,14 +25,7 @@ func testConfig(url, schema string) *postgres.Config {
 
 func open(t testing.TB, cfg *postgres.Config) *postgres.Backend {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := postgres.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
+	return backendtest.Open(t, postgres.Open, cfg)
 }
 
 func TestConformance(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,46 +14,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sallyport/sallyport/backend"
+	"github.com/sallyport/sallyport/backend/backendtest"
 	"github.com/sallyport/sallyport/backend/postgres"
 	"github.com/sallyport/sallyport/internal/testservice"
 )
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func nextEvent(t testing.TB, w backend.Watcher, d time.Duration) backend.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-w.Events():
-		if !ok {
-			t.Fatalf("watcher stopped: %v", w.Err())
-		}
-		return ev
-	case <-time.After(d):
-		t.Fatalf("no event within %v", d)
-	}
-	return backend.Event{}
-}
-
-func watch(t testing.TB, b backend.Backend, prefix string) backend.Watcher {
-	t.Helper()
-	w, err := b.NewWatcher(ctxT(t), backend.Watch{Prefixes: [][]byte{[]byte(prefix)}})
-	if err != nil {
-		t.Fatalf("new watcher: %v", err)
-	}
-	t.Cleanup(func() { w.Close() })
-	if ev := nextEvent(t, w, 10*time.Second); ev.Type != backend.OpInit {
-		t.Fatalf("first event %v, want init", ev.Type)
-	}
-	return w
-}
-
 func connect(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
-	c, err := pgx.Connect(ctxT(t), url)
+	c, err := pgx.Connect(backendtest.Context(t), url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +41,7 @@ func TestPermissions(t *testing.T) {
 	pg.Exec(t, "app", "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 	limitedURL := testservice.PostgresURL(pg.Addr, "limited", "app")
 
-	_, err := postgres.Open(ctxT(t), &postgres.Config{ConnString: limitedURL})
+	_, err := postgres.Open(backendtest.Context(t), &postgres.Config{ConnString: limitedURL})
 	if !errors.Is(err, postgres.ErrPermission) {
 		t.Fatalf("open without CREATE: %v, want ErrPermission", err)
 	}
@@ -84,7 +51,7 @@ func TestPermissions(t *testing.T) {
 		}
 	}
 	// A schema of its own needs CREATE on the database.
-	_, err = postgres.Open(ctxT(t), &postgres.Config{ConnString: limitedURL, Schema: "mine"})
+	_, err = postgres.Open(backendtest.Context(t), &postgres.Config{ConnString: limitedURL, Schema: "mine"})
 	if !errors.Is(err, postgres.ErrPermission) || !strings.Contains(err.Error(), `CREATE privilege on the database, to create schema "mine"`) {
 		t.Fatalf("open with a new schema without CREATE on the database: %v", err)
 	}
@@ -95,12 +62,12 @@ func TestPermissions(t *testing.T) {
 	pg.Exec(t, "app", `GRANT SELECT, INSERT, UPDATE, DELETE ON sallyport_kv, sallyport_events TO limited;
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE sallyport_revision TO limited`)
 	b := open(t, &postgres.Config{ConnString: limitedURL})
-	w := watch(t, b, "/p/")
-	rev, err := b.Put(ctxT(t), backend.Item{Key: []byte("/p/a"), Value: []byte("v")})
+	w := backendtest.Watch(t, b, "/p/")
+	rev, err := b.Put(backendtest.Context(t), backend.Item{Key: []byte("/p/a"), Value: []byte("v")})
 	if err != nil {
 		t.Fatalf("put as the limited role: %v", err)
 	}
-	if ev := nextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut || ev.Item.Revision != rev {
+	if ev := backendtest.NextEvent(t, w, 5*time.Second); ev.Type != backend.OpPut || ev.Item.Revision != rev {
 		t.Fatalf("event %v rev %d, want put rev %d", ev.Type, ev.Item.Revision, rev)
 	}
 }
@@ -113,8 +80,8 @@ func TestGapWaitsForSlowTransaction(t *testing.T) {
 	cfg := testConfig(url, "")
 	cfg.GapTimeout = 30 * time.Second
 	b := open(t, cfg)
-	w := watch(t, b, "/gap/")
-	ctx := ctxT(t)
+	w := backendtest.Watch(t, b, "/gap/")
+	ctx := backendtest.Context(t)
 
 	slow := connect(t, url)
 	tx, err := slow.Begin(ctx)
@@ -151,7 +118,7 @@ func TestGapWaitsForSlowTransaction(t *testing.T) {
 		key string
 		rev int64
 	}{{"/gap/slow", r1}, {"/gap/fast", r2}} {
-		ev := nextEvent(t, w, 5*time.Second)
+		ev := backendtest.NextEvent(t, w, 5*time.Second)
 		if ev.Type != backend.OpPut || string(ev.Item.Key) != want.key || ev.Item.Revision != want.rev {
 			t.Fatalf("event %v %q rev %d, want put %q rev %d", ev.Type, ev.Item.Key, ev.Item.Revision, want.key, want.rev)
 		}
@@ -166,8 +133,8 @@ func TestGapTimeoutAndLateCommit(t *testing.T) {
 	cfg := testConfig(url, "")
 	cfg.GapTimeout = 300 * time.Millisecond
 	b := open(t, cfg)
-	w := watch(t, b, "/late/")
-	ctx := ctxT(t)
+	w := backendtest.Watch(t, b, "/late/")
+	ctx := backendtest.Context(t)
 
 	slow := connect(t, url)
 	tx, err := slow.Begin(ctx)
@@ -183,7 +150,7 @@ func TestGapTimeoutAndLateCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	ev := nextEvent(t, w, 5*time.Second)
+	ev := backendtest.NextEvent(t, w, 5*time.Second)
 	if ev.Item.Revision != r2 {
 		t.Fatalf("event rev %d, want %d", ev.Item.Revision, r2)
 	}
@@ -205,12 +172,12 @@ func TestGapTimeoutAndLateCommit(t *testing.T) {
 		t.Fatalf("watcher error %v, want ErrWatchBroken", w.Err())
 	}
 	// A new watcher works.
-	w2 := watch(t, b, "/late/")
+	w2 := backendtest.Watch(t, b, "/late/")
 	r3, err := b.Put(ctx, backend.Item{Key: []byte("/late/next"), Value: []byte("3")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := nextEvent(t, w2, 5*time.Second); ev.Item.Revision != r3 {
+	if ev := backendtest.NextEvent(t, w2, 5*time.Second); ev.Item.Revision != r3 {
 		t.Fatalf("new watcher: rev %d, want %d", ev.Item.Revision, r3)
 	}
 }
@@ -220,7 +187,7 @@ func TestGapTimeoutAndLateCommit(t *testing.T) {
 func TestTwoProcesses(t *testing.T) {
 	url := testservice.PostgresDB(t)
 	b := open(t, testConfig(url, ""))
-	w := watch(t, b, "/proc/")
+	w := backendtest.Watch(t, b, "/proc/")
 	const n = 200
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SALLYPORT_PG_WRITER="+url, "SALLYPORT_PG_WRITES="+strconv.Itoa(n))
@@ -230,7 +197,7 @@ func TestTwoProcesses(t *testing.T) {
 	}
 	var last int64
 	for i := range n {
-		ev := nextEvent(t, w, 10*time.Second)
+		ev := backendtest.NextEvent(t, w, 10*time.Second)
 		if want := fmt.Sprintf("/proc/%04d", i); ev.Type != backend.OpPut || string(ev.Item.Key) != want {
 			t.Fatalf("event %d: %v %q, want put %q", i, ev.Type, ev.Item.Key, want)
 		}
@@ -264,7 +231,7 @@ func TestOpenURI(t *testing.T) {
 	for _, scheme := range []string{"postgres", "postgresql"} {
 		t.Run(scheme, func(t *testing.T) {
 			uri := strings.Replace(u, "postgres://", scheme+"://", 1) + "&schema=uri_" + scheme + "&poll_interval=100ms&sweep_batch=10"
-			b, err := backend.Open(ctxT(t), uri)
+			b, err := backend.Open(backendtest.Context(t), uri)
 			if err != nil {
 				t.Fatalf("open %s: %v", uri, err)
 			}
@@ -272,11 +239,11 @@ func TestOpenURI(t *testing.T) {
 			if got := b.(*postgres.Backend).Schema(); got != "uri_"+scheme {
 				t.Fatalf("schema %q", got)
 			}
-			rev, err := b.Put(ctxT(t), backend.Item{Key: []byte("/k"), Value: []byte("v")})
+			rev, err := b.Put(backendtest.Context(t), backend.Item{Key: []byte("/k"), Value: []byte("v")})
 			if err != nil {
 				t.Fatal(err)
 			}
-			it, err := b.Get(ctxT(t), []byte("/k"))
+			it, err := b.Get(backendtest.Context(t), []byte("/k"))
 			if err != nil || it.Revision != rev {
 				t.Fatalf("get: %+v %v", it, err)
 			}
@@ -285,19 +252,14 @@ func TestOpenURI(t *testing.T) {
 }
 
 func TestParseURI(t *testing.T) {
-	tests := []struct {
-		name    string
-		uri     string
-		wantErr bool
-		check   func(t *testing.T, c *postgres.Config)
-	}{
-		{name: "plain", uri: "postgres://u:p@h:5432/db?sslmode=disable", check: func(t *testing.T, c *postgres.Config) {
+	backendtest.RunParseURI(t, postgres.ParseURI, []backendtest.URICase[*postgres.Config]{
+		{Name: "plain", URI: "postgres://u:p@h:5432/db?sslmode=disable", Check: func(t *testing.T, c *postgres.Config) {
 			if c.ConnString != "postgres://u:p@h:5432/db?sslmode=disable" || c.Schema != "" {
 				t.Fatalf("%+v", c)
 			}
 		}},
-		{name: "driver parameters removed", uri: "postgresql://h/db?schema=s1&gap_timeout=2s&sweep_interval=3s&event_retention=1h&sweep_batch=7&poll_interval=250ms&sslmode=require",
-			check: func(t *testing.T, c *postgres.Config) {
+		{Name: "driver parameters removed", URI: "postgresql://h/db?schema=s1&gap_timeout=2s&sweep_interval=3s&event_retention=1h&sweep_batch=7&poll_interval=250ms&sslmode=require",
+			Check: func(t *testing.T, c *postgres.Config) {
 				if c.ConnString != "postgres://h/db?sslmode=require" {
 					t.Fatalf("conn string %q", c.ConnString)
 				}
@@ -306,28 +268,9 @@ func TestParseURI(t *testing.T) {
 					t.Fatalf("%+v", c)
 				}
 			}},
-		{name: "bad duration", uri: "postgres://h/db?gap_timeout=soon", wantErr: true},
-		{name: "negative batch", uri: "postgres://h/db?sweep_batch=-1", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			u, err := url.Parse(tt.uri)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := postgres.ParseURI(u)
-			if tt.wantErr {
-				if !errors.Is(err, backend.ErrInvalid) {
-					t.Fatalf("error %v, want ErrInvalid", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tt.check(t, c)
-		})
-	}
+		{Name: "bad duration", URI: "postgres://h/db?gap_timeout=soon", WantErr: true},
+		{Name: "negative batch", URI: "postgres://h/db?sweep_batch=-1", WantErr: true},
+	})
 }
 
 func TestOpenInvalidConfig(t *testing.T) {
@@ -342,7 +285,7 @@ func TestOpenInvalidConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := postgres.Open(ctxT(t), tt.cfg); !errors.Is(err, backend.ErrInvalid) {
+			if _, err := postgres.Open(backendtest.Context(t), tt.cfg); !errors.Is(err, backend.ErrInvalid) {
 				t.Fatalf("error %v, want ErrInvalid", err)
 			}
 		})
@@ -356,7 +299,7 @@ func TestPrune(t *testing.T) {
 	cfg := testConfig(url, "")
 	cfg.EventRetention = time.Millisecond
 	b := open(t, cfg)
-	ctx := ctxT(t)
+	ctx := backendtest.Context(t)
 	for i := range 5 {
 		if _, err := b.Put(ctx, backend.Item{Key: fmt.Appendf(nil, "/prune/%d", i)}); err != nil {
 			t.Fatal(err)
@@ -374,12 +317,12 @@ func TestPrune(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d change rows after pruning, want the newest only", n)
 	}
-	w := watch(t, b, "/prune/")
+	w := backendtest.Watch(t, b, "/prune/")
 	rev, err := b.Put(ctx, backend.Item{Key: []byte("/prune/after")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := nextEvent(t, w, 5*time.Second); ev.Item.Revision != rev {
+	if ev := backendtest.NextEvent(t, w, 5*time.Second); ev.Item.Revision != rev {
 		t.Fatalf("event rev %d, want %d", ev.Item.Revision, rev)
 	}
 }
@@ -387,8 +330,8 @@ func TestPrune(t *testing.T) {
 // TestExampleFlow runs the steps of Example on a real database.
 func TestExampleFlow(t *testing.T) {
 	b := open(t, &postgres.Config{ConnString: testservice.PostgresDB(t), Schema: "cluster1"})
-	w := watch(t, b, "/nodes/")
-	rev, err := b.Put(ctxT(t), backend.Item{
+	w := backendtest.Watch(t, b, "/nodes/")
+	rev, err := b.Put(backendtest.Context(t), backend.Item{
 		Key:     backend.Key("nodes", "node-1"),
 		Value:   []byte(`{"addr":"10.0.0.1:3022"}`),
 		Expires: time.Now().Add(time.Minute),
@@ -396,7 +339,7 @@ func TestExampleFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := nextEvent(t, w, 5*time.Second)
+	ev := backendtest.NextEvent(t, w, 5*time.Second)
 	if got := fmt.Sprint(ev.Type, " ", string(ev.Item.Key), " ", ev.Item.Revision == rev); got != "put /nodes/node-1 true" {
 		t.Fatalf("example prints %q", got)
 	}
@@ -410,16 +353,16 @@ func TestConcurrentInstances(t *testing.T) {
 	a := open(t, testConfig(url, ""))
 	b := open(t, testConfig(url, ""))
 	c := open(t, testConfig(url, ""))
-	w, err := c.NewWatcher(ctxT(t), backend.Watch{Prefixes: [][]byte{[]byte("/ci/")}, QueueSize: 10000})
+	w, err := c.NewWatcher(backendtest.Context(t), backend.Watch{Prefixes: [][]byte{[]byte("/ci/")}, QueueSize: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if ev := nextEvent(t, w, 5*time.Second); ev.Type != backend.OpInit {
+	if ev := backendtest.NextEvent(t, w, 5*time.Second); ev.Type != backend.OpInit {
 		t.Fatal(ev.Type)
 	}
 	const perWriter = 150
-	ctx := ctxT(t)
+	ctx := backendtest.Context(t)
 	errc := make(chan error, 8)
 	for i, inst := range []backend.Backend{a, b, a, b, a, b, a, b} {
 		go func() {
@@ -440,7 +383,7 @@ func TestConcurrentInstances(t *testing.T) {
 	seen := map[string]bool{}
 	var last int64
 	for len(seen) < 8*perWriter {
-		ev := nextEvent(t, w, 10*time.Second)
+		ev := backendtest.NextEvent(t, w, 10*time.Second)
 		if ev.Item.Revision <= last {
 			t.Fatalf("revision %d after %d", ev.Item.Revision, last)
 		}
@@ -460,7 +403,7 @@ func TestSweepBatches(t *testing.T) {
 	cfg.SweepBatch = 10
 	cfg.SweepInterval = time.Hour // swept by hand below
 	b := open(t, cfg)
-	ctx := ctxT(t)
+	ctx := backendtest.Context(t)
 	exp := time.Now().Add(50 * time.Millisecond)
 	for i := range 25 {
 		if _, err := b.Put(ctx, backend.Item{Key: fmt.Appendf(nil, "/sw/%02d", i), Expires: exp}); err != nil {
@@ -470,7 +413,7 @@ func TestSweepBatches(t *testing.T) {
 	if _, err := b.Put(ctx, backend.Item{Key: []byte("/sw/keep")}); err != nil {
 		t.Fatal(err)
 	}
-	w := watch(t, b, "/sw/")
+	w := backendtest.Watch(t, b, "/sw/")
 	time.Sleep(time.Until(exp) + 20*time.Millisecond)
 	// Expired items are invisible before the sweep.
 	res, err := b.GetRange(ctx, []byte("/sw/"), backend.RangeEnd([]byte("/sw/")), 0)
@@ -496,7 +439,7 @@ func TestSweepBatches(t *testing.T) {
 	}
 	revs := map[int64]int{}
 	for range 25 {
-		ev := nextEvent(t, w, 5*time.Second)
+		ev := backendtest.NextEvent(t, w, 5*time.Second)
 		if ev.Type != backend.OpDelete {
 			t.Fatalf("event %v %q, want delete", ev.Type, ev.Item.Key)
 		}

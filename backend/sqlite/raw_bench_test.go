@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sallyport/sallyport/backend/backendtest"
 	"github.com/sallyport/sallyport/backend/sqlite"
 )
 
@@ -141,32 +141,16 @@ func rawPut(ctx context.Context, tx *sql.Tx, rev int64, key, value []byte) error
 	return err
 }
 
+// rawParallel runs op b.N times in total from callers goroutines.
 func rawParallel(b *testing.B, callers int, op func(ctx context.Context) error) {
 	rawParallelState(b, callers, func() func(ctx context.Context) error { return op })
 }
 
+// rawParallelState is rawParallel with per-goroutine state: each goroutine
+// calls setup once and then runs the operation it returns.
 func rawParallelState(b *testing.B, callers int, setup func() func(ctx context.Context) error) {
-	ctx := context.Background()
-	if callers == 1 {
+	backendtest.Parallel(b, callers, func(ctx context.Context) func() error {
 		op := setup()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := op(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return
-	}
-	procs := runtime.GOMAXPROCS(0)
-	b.SetParallelism((callers + procs - 1) / procs)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		op := setup()
-		for pb.Next() {
-			if err := op(ctx); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+		return func() error { return op(ctx) }
 	})
 }
