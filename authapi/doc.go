@@ -150,7 +150,9 @@
 // when the watcher falls behind or breaks it opens a new one and sends a
 // fresh INIT, which replaces whatever the receiver had. Client.Announce
 // keeps a host announced; Client.WatchServers keeps a complete view across
-// stream breaks and auth restarts.
+// stream breaks and auth restarts. ListServers answers a user with the
+// proxies and only the agents one of the user's roles selects by node
+// labels (Identity.CanReachNode); hosts and admins see every server.
 //
 // # Audit
 //

@@ -203,6 +203,12 @@ func (id *Identity) CanLogin(login string, nodeLabels map[string]string) bool {
 	return id.anyRule(func(r *Role) bool { return r.CanLogin(login, nodeLabels) })
 }
 
+// CanReachNode reports whether one of the identity's roles selects a node
+// with nodeLabels, whatever the login: the nodes a user may list.
+func (id *Identity) CanReachNode(nodeLabels map[string]string) bool {
+	return id.anyRule(func(r *Role) bool { return MatchLabels(r.NodeLabels, nodeLabels) })
+}
+
 // CanDatabase reports whether one of the identity's roles grants access to
 // database name as database user.
 func (id *Identity) CanDatabase(name, user string) bool {

@@ -3,6 +3,7 @@ package authapi
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -293,5 +294,68 @@ func TestAnnounceAndWatch(t *testing.T) {
 	// A refused announcement ends Announce with the refusal.
 	if err := agent.Announce(ctx, &authv1.Server{Kind: RoleProxy}, time.Second); !errors.Is(err, ErrAccessDenied) {
 		t.Fatalf("Announce as proxy = %v, want ErrAccessDenied", err)
+	}
+}
+
+// TestListServersForUser: a user lists the proxies and only the agents its
+// roles select by label; hosts still see every server.
+func TestListServersForUser(t *testing.T) {
+	ts := startServer(t, nil, &Config{RateLimit: -1})
+	ctx := testCtx(t)
+	admin := ts.client(t, ts.Admin).API()
+	if _, err := admin.UpsertRole(ctx, &authv1.UpsertRoleRequest{Role: &authv1.Role{Name: "dev", Logins: []string{"ubuntu"},
+		NodeLabels: map[string]*authv1.LabelValues{"env": {Values: []string{"dev"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.UpsertUser(ctx, &authv1.UpsertUserRequest{Name: "alice", Roles: []string{"dev"}, Password: "correct horse"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct{ name, env string }{{"agent-dev", "dev"}, {"agent-prod", "prod"}} {
+		creds, err := ts.IssueIdentity(ctx, RoleAgent, a.name, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heartbeat(t, ts.client(t, creds), &authv1.Server{Kind: RoleAgent, Hostname: a.name, Labels: map[string]string{"env": a.env}}, time.Minute)
+	}
+	proxyCreds, err := ts.IssueIdentity(ctx, RoleProxy, "proxy-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := ts.client(t, proxyCreds)
+	heartbeat(t, proxy, &authv1.Server{Kind: RoleProxy, Addrs: []string{"proxy-1:443"}}, time.Minute)
+
+	userCreds, err := ts.client(t, nil).Login(ctx, LoginRequest{User: "alice", Password: "correct horse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(c *Client, kind string) []string {
+		t.Helper()
+		list, err := c.API().ListServers(ctx, &authv1.ListServersRequest{Kind: kind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, s := range list.Servers {
+			out = append(out, s.Hostname+"/"+s.Kind)
+		}
+		slices.Sort(out)
+		return out
+	}
+	user := ts.client(t, userCreds)
+	for _, tc := range []struct {
+		name   string
+		client *Client
+		kind   string
+		want   []string
+	}{
+		{"user-agents", user, RoleAgent, []string{"agent-dev/agent"}},
+		{"user-all", user, "", []string{"/proxy", "agent-dev/agent"}},
+		{"proxy-agents", proxy, RoleAgent, []string{"agent-dev/agent", "agent-prod/agent"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := names(tc.client, tc.kind); !slices.Equal(got, tc.want) {
+				t.Errorf("ListServers(%q) = %v, want %v", tc.kind, got, tc.want)
+			}
+		})
 	}
 }

@@ -947,6 +947,13 @@ func (x *service) ListServers(ctx context.Context, req *authv1.ListServersReques
 	if err != nil {
 		return nil, internalErr(x.s, "list servers", err)
 	}
+	if id := callerFrom(ctx); id != nil && id.Kind == KindUser {
+		// A user sees the proxies and only the agents one of its roles
+		// lets it reach.
+		srvs = slices.DeleteFunc(srvs, func(srv *authv1.Server) bool {
+			return srv.GetKind() == RoleAgent && !id.CanReachNode(srv.GetLabels())
+		})
+	}
 	return &authv1.ListServersResponse{Servers: srvs}, nil
 }
 
