@@ -249,6 +249,10 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	return s.putBlocks(ctx, name, r, size)
 }
 
+// maxClearTries bounds how often putSingle clears a name's leftover
+// uncommitted blocks and tries again.
+const maxClearTries = 4
+
 type nopCloser struct{ io.ReadSeeker }
 
 func (nopCloser) Close() error { return nil }
@@ -267,9 +271,17 @@ func (s *Store) putSingle(ctx context.Context, name string, r io.Reader, size in
 		// Some services (Azurite) count a name that holds only
 		// uncommitted blocks, left by a failed staged upload, as an
 		// existing blob. Such blocks are no object: clear them and try
-		// once more.
-		if attempt > 0 || !bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) || !s.clearUncommitted(ctx, bc) {
+		// again. A block whose request the failed upload cancelled may
+		// still land after the clearing, so a few tries, a little apart.
+		if attempt >= maxClearTries || !bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) || !s.clearUncommitted(ctx, bc) {
 			return s.wrap(err, "put blob", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", name)
+		}
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			case <-ctx.Done():
+				return fmt.Errorf("azblob: put %q: %w", name, ctx.Err())
+			}
 		}
 		if _, serr := b.Seek(0, io.SeekStart); serr != nil {
 			return fmt.Errorf("azblob: rewind object data: %w", serr)
