@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,51 +27,13 @@ func main() {
 	}
 }
 
-// defaultConfigPath is read when neither -config nor SALLYPORT_CONFIG
-// names a file and it exists.
-const defaultConfigPath = "/etc/sallyport.yaml"
-
-// options are the flags of the binary beyond those of package config.
-type options struct {
-	pidFile      string
-	drainTimeout time.Duration
-	joinTimeout  time.Duration
-}
-
-func bindFlags(fs *flag.FlagSet) (*config.Overrides, *options) {
-	ov := config.BindFlags(fs)
-	o := &options{}
-	fs.StringVar(&o.pidFile, "pid-file", "", "write the process ID to this file")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may continue before they are closed")
-	fs.DurationVar(&o.joinTimeout, "join-timeout", 2*time.Minute, "how long joining the cluster may take")
-	return ov, o
-}
-
-// loadConfig reads the file (and flags and environment) for a binary.
-func loadConfig(ov *config.Overrides) (*config.Config, error) {
-	path := ""
-	if _, err := os.Stat(defaultConfigPath); err == nil {
-		path = defaultConfigPath
-	}
-	return config.Load(path, ov)
-}
-
 func run(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ov, opts := bindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(ov)
+	cfg, opts, err := daemon.Setup("proxy", args, stderr, "proxy_service", func(c *config.Config) bool { return c.Proxy.Enabled })
 	if err != nil {
 		return err
 	}
-	if !cfg.Proxy.Enabled {
-		return errors.New("proxy_service is not enabled in the configuration (add \"proxy_service: {enabled: yes}\")")
-	}
 	log := daemon.NewLogger(stderr, cfg.Common.Log.Severity, cfg.Common.Log.Format)
-	removePID, err := daemon.WritePIDFile(opts.pidFile)
+	removePID, err := daemon.WritePIDFile(opts.PIDFile)
 	if err != nil {
 		return err
 	}
@@ -84,7 +45,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	pc.Logger = log
 	idPath := identityPath(cfg)
-	jctx, cancel := context.WithTimeout(ctx, opts.joinTimeout)
+	jctx, cancel := context.WithTimeout(ctx, opts.JoinTimeout)
 	defer cancel()
 	joined, err := prepareIdentity(jctx, cfg, pc, idPath, log)
 	if err != nil {
@@ -135,7 +96,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if diag != nil {
 		diag.SetDraining()
 	}
-	dctx, dcancel := context.WithTimeout(context.Background(), opts.drainTimeout)
+	dctx, dcancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
 	defer dcancel()
 	if err := svc.Shutdown(dctx); err != nil {
 		log.Warn("drain ended by timeout; remaining connections closed", "err", err)
