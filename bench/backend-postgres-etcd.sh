@@ -6,7 +6,7 @@
 # Prints the median of COUNT runs of each and the ratio driver/raw in
 # operations per second (1.00 = as fast as the raw client).
 #
-#   bench/backend-postgres-etcd.sh            COUNT=5 BENCHTIME=2000x
+#   bench/backend-postgres-etcd.sh            COUNT=5 BENCHTIME=2000x DRIVERS="pg etcd"
 #
 # PostgreSQL: the machine's server (127.0.0.1:5432, or
 # SALLYPORT_TEST_PGADDR); etcd: a private server the benchmark starts.
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
 COUNT=${COUNT:-5}
 BENCHTIME=${BENCHTIME:-2000x}
+DRIVERS=${DRIVERS:-pg etcd}
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -24,7 +25,7 @@ go test -c -o "$out.pg" ./backend/postgres
 go test -c -o "$out.etcd" ./backend/etcd
 trap 'rm -f "$out" "$out.pg" "$out.etcd"' EXIT
 for i in $(seq "$COUNT"); do
-	for pkg in pg etcd; do
+	for pkg in $DRIVERS; do
 		dir=./backend/postgres
 		[ $pkg = etcd ] && dir=./backend/etcd
 		(cd $dir && "$out.$pkg" -test.run '^$' -test.bench '^Benchmark(Driver|Raw)' -test.benchtime "$BENCHTIME")

@@ -3,9 +3,9 @@ package backendtest
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,28 +174,58 @@ func parallelState(b *testing.B, callers int, setup func() func(ctx context.Cont
 // with the benchmark's context and then runs the operation it returns; an
 // operation's error fails the benchmark. It is how a driver benchmarks its
 // store's own client next to the driver at the same concurrency.
+//
+// Before the clock starts every goroutine runs its operation once, all at
+// the same time, so that connection pools are as warm as in a running
+// service and a driver that opens its client per benchmark is not charged
+// for connecting.
 func Parallel(b *testing.B, callers int, setup func(ctx context.Context) func() error) {
 	ctx := context.Background()
+	ops := make([]func() error, callers)
+	var ready sync.WaitGroup
+	for i := range ops {
+		ops[i] = setup(ctx)
+		ready.Add(1)
+	}
+	errs := make(chan error, callers)
+	for _, op := range ops {
+		go func() {
+			defer ready.Done()
+			if err := op(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	ready.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatalf("warm-up: %v", err)
+	}
 	if callers == 1 {
-		op := setup(ctx)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if err := op(); err != nil {
+			if err := ops[0](); err != nil {
 				b.Fatal(err)
 			}
 		}
 		return
 	}
-	procs := runtime.GOMAXPROCS(0)
-	b.SetParallelism((callers + procs - 1) / procs)
+	var next atomic.Int64
+	var done sync.WaitGroup
+	var failed atomic.Bool
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		op := setup(ctx)
-		for pb.Next() {
-			if err := op(); err != nil {
-				b.Error(err)
-				return
+	for _, op := range ops {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			for next.Add(1) <= int64(b.N) && !failed.Load() {
+				if err := op(); err != nil {
+					failed.Store(true)
+					b.Error(err)
+					return
+				}
 			}
-		}
-	})
+		}()
+	}
+	done.Wait()
 }

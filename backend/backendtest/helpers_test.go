@@ -85,11 +85,12 @@ func TestParallel(t *testing.T) {
 				})
 				n = b.N
 			})
-			if res.N == 0 || ops.Load() != int64(n) {
-				t.Fatalf("ran %d operations, want b.N = %d", ops.Load(), n)
+			// One warm-up operation per caller, then b.N timed ones.
+			if res.N == 0 || ops.Load() != int64(n+tt.callers) {
+				t.Fatalf("ran %d operations, want b.N + callers = %d", ops.Load(), n+tt.callers)
 			}
-			if tt.callers == 1 && setups.Load() != 1 {
-				t.Fatalf("%d setups for one caller", setups.Load())
+			if setups.Load() != int64(tt.callers) {
+				t.Fatalf("%d setups for %d callers", setups.Load(), tt.callers)
 			}
 		})
 	}

@@ -74,8 +74,13 @@
 // its watchers (backend.Fanout). It is woken by LISTEN/NOTIFY: after a
 // write commits, the writing instance sends a NOTIFY in a transaction of
 // its own (a NOTIFY inside the write would serialize every commit on
-// PostgreSQL's notification lock). It also polls every PollInterval, so a
-// lost notification only delays events.
+// PostgreSQL's notification lock), over a second connection of its own
+// with synchronous_commit off (a NOTIFY takes a transaction ID, and its
+// commit would otherwise wait for a WAL flush). It also polls every
+// PollInterval, so a lost notification only delays events. While an
+// instance has no watchers its stream does not read on wake-ups, only at
+// the poll interval, so writes nobody watches cost no reads. Each
+// instance thus holds its pool's connections plus two.
 //
 // Concurrent transactions may commit out of revision order: revision 11
 // can still be in flight when 12 is visible. The stream never delivers

@@ -111,6 +111,8 @@ type Backend struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	// registering counts NewWatcher calls waiting for the change stream.
+	registering atomic.Int32
 
 	// The change stream's state, guarded by tmu.
 	tmu      sync.Mutex
@@ -617,6 +619,8 @@ func (b *Backend) NewWatcher(ctx context.Context, w backend.Watch) (backend.Watc
 	// The watcher must not replay changes committed before this call:
 	// find the newest committed revision, and register once the stream
 	// has published it.
+	b.registering.Add(1)
+	defer b.registering.Add(-1)
 	var target int64
 	err := b.pool.QueryRow(ctx, b.q.tailInit).Scan(&target, new([]byte))
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {

@@ -108,13 +108,16 @@ func (b *Backend) tailSession(ctx context.Context) error {
 	b.attempt = make(chan struct{})
 	b.tmu.Unlock()
 
+	var blocked, idle bool
 	for {
-		blocked, err := b.tailPoll(ctx, conn, st)
-		if err != nil {
-			return err
-		}
-		if err := b.tailLateCheck(ctx, conn, st); err != nil {
-			return err
+		if !idle {
+			blocked, err = b.tailPoll(ctx, conn, st)
+			if err != nil {
+				return err
+			}
+			if err := b.tailLateCheck(ctx, conn, st); err != nil {
+				return err
+			}
 		}
 		wait := b.cfg.PollInterval
 		if blocked {
@@ -126,6 +129,7 @@ func (b *Backend) tailSession(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		_, err = conn.WaitForNotification(wctx)
 		cancel()
+		woken := err == nil
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -134,6 +138,11 @@ func (b *Backend) tailSession(ctx context.Context) error {
 				return err
 			}
 		}
+		// With no watchers, and no NewWatcher waiting for the stream, a
+		// wake-up is not worth a query: the position moves on at the
+		// next poll interval, and NewWatcher wakes the stream when it
+		// needs it. A write then costs its statement and its NOTIFY.
+		idle = woken && b.fan.Len() == 0 && b.registering.Load() == 0
 	}
 }
 
@@ -411,8 +420,19 @@ func (b *Backend) changed() {
 // serialize all commits; this way writers never wait for it. A wake-up
 // lost (the process dies between commit and NOTIFY) delays the other
 // instances' events until their next poll (Config.PollInterval).
+//
+// The NOTIFYs go over a connection of their own with synchronous_commit
+// off: a NOTIFY takes a transaction ID, so its commit would otherwise
+// wait for a WAL flush, doubling the flushes of a stream of writes, for a
+// transaction that changes nothing.
 func (b *Backend) notifyLoop(ctx context.Context) {
 	defer b.wg.Done()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -420,10 +440,27 @@ func (b *Backend) notifyLoop(ctx context.Context) {
 		case <-b.notify:
 		}
 		nctx, cancel := context.WithTimeout(ctx, tailQueryTimeout)
-		_, err := b.pool.Exec(nctx, "SELECT pg_notify($1, '')", b.n.channel)
+		var err error
+		if conn == nil {
+			cc := b.pool.Config().ConnConfig.Copy()
+			if cc.RuntimeParams == nil {
+				cc.RuntimeParams = map[string]string{}
+			}
+			cc.RuntimeParams["synchronous_commit"] = "off"
+			conn, err = pgx.ConnectConfig(nctx, cc)
+		}
+		if err == nil {
+			_, err = conn.Exec(nctx, "SELECT pg_notify($1, '')", b.n.channel)
+		}
 		cancel()
-		if err != nil && ctx.Err() == nil {
-			b.log.Debug("postgres: notify", "err", err)
+		if err != nil {
+			if conn != nil {
+				conn.Close(context.Background())
+				conn = nil
+			}
+			if ctx.Err() == nil {
+				b.log.Debug("postgres: notify", "err", err)
+			}
 		}
 	}
 }
