@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -193,69 +194,134 @@ func appendEvent(dst []byte, t time.Duration, typ string, data []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// needsEscape[b] is true for ASCII bytes that JSON strings must escape.
-var needsEscape = func() (t [utf8.RuneSelf]bool) {
-	for i := range 0x20 {
-		t[i] = true
+// escapes[b] is how a JSON string writes ASCII byte b, packed
+// little-endian with its length (1 when b is written as is), so that
+// appendJSONString writes any of them with one 8-byte store.
+var escapes = func() (t [utf8.RuneSelf]struct {
+	v uint64
+	n int
+}) {
+	set := func(b int, e string) {
+		var buf [8]byte
+		copy(buf[:], e)
+		t[b].v, t[b].n = binary.LittleEndian.Uint64(buf[:]), len(e)
 	}
-	t['"'], t['\\'], t[0x7f] = true, true, true
+	for i := range utf8.RuneSelf {
+		set(i, string(rune(i)))
+	}
+	for i := range 0x20 {
+		set(i, `\u00`+hexDigits[i>>4:i>>4+1]+hexDigits[i&0xf:i&0xf+1])
+	}
+	set('\n', `\n`)
+	set('\r', `\r`)
+	set('\t', `\t`)
+	set('\b', `\b`)
+	set('\f', `\f`)
+	set('"', `\"`)
+	set('\\', `\\`)
+	set(0x7f, `\u007f`)
 	return
 }()
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 bytes become
 // U+FFFD, each on its own.
+//
+// Terminal output is dense with bytes to escape (ESC, CR, LF) and often
+// has non-ASCII text, so it writes into the spare capacity of dst by
+// index rather than appending run by run: plain bytes move eight at a
+// time, each escape is one store from a table, and UTF-8 sequences are
+// checked in line and moved with one store.
 func appendJSONString(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
-	start := 0
+	// Room for the plain case; it grows when escapes need more.
+	dst = slices.Grow(dst, len(s)+16)
+	out := dst[:cap(dst)]
+	j := len(dst)
 	for i := 0; i < len(s); {
+		// One pass of the loop writes at most 7 plain bytes and an
+		// escape of 6, or 8 plain bytes.
+		if len(out)-j < 16 {
+			out = slices.Grow(out[:j], len(s)-i+16)
+			out = out[:cap(out)]
+		}
 		if i+8 <= len(s) {
-			// Skip the plain bytes before the first special one.
-			if m := special8(binary.LittleEndian.Uint64(s[i:])); m == 0 {
+			x := binary.LittleEndian.Uint64(s[i:])
+			m := special8(x)
+			if m == 0 {
+				binary.LittleEndian.PutUint64(out[j:], x)
 				i += 8
+				j += 8
 				continue
-			} else if k := bits.TrailingZeros64(m) / 8; k > 0 {
-				i += k
 			}
+			// The plain bytes before the first special one.
+			k := bits.TrailingZeros64(m) / 8
+			binary.LittleEndian.PutUint64(out[j:], x)
+			i += k
+			j += k
 		}
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if !needsEscape[b] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
-			}
+			e := &escapes[b]
+			binary.LittleEndian.PutUint64(out[j:], e.v)
+			j += e.n
 			i++
-			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, "\uFFFD"...)
+		n := runeLen(s[i:])
+		if n == 0 {
+			j += copy(out[j:], "\uFFFD")
 			i++
-			start = i
 			continue
 		}
-		i += size
+		if i+4 <= len(s) {
+			binary.LittleEndian.PutUint32(out[j:], binary.LittleEndian.Uint32(s[i:]))
+		} else {
+			copy(out[j:], s[i:i+n])
+		}
+		j += n
+		i += n
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(out[:j], '"')
+}
+
+// runeLen returns the length of the valid UTF-8 sequence p starts with
+// (p[0] is not ASCII), or 0 when it is not one: what utf8.DecodeRune
+// accepts, without decoding.
+func runeLen(p []byte) int {
+	b0 := p[0]
+	switch {
+	case b0 < 0xC2:
+		return 0
+	case b0 < 0xE0:
+		if len(p) >= 2 && p[1]&0xC0 == 0x80 {
+			return 2
+		}
+	case b0 < 0xF0:
+		if len(p) >= 3 && p[2]&0xC0 == 0x80 {
+			lo, hi := byte(0x80), byte(0xBF)
+			if b0 == 0xE0 {
+				lo = 0xA0 // no overlong forms
+			} else if b0 == 0xED {
+				hi = 0x9F // no surrogates
+			}
+			if p[1] >= lo && p[1] <= hi {
+				return 3
+			}
+		}
+	case b0 < 0xF5:
+		if len(p) >= 4 && p[2]&0xC0 == 0x80 && p[3]&0xC0 == 0x80 {
+			lo, hi := byte(0x80), byte(0xBF)
+			if b0 == 0xF0 {
+				lo = 0x90 // no overlong forms
+			} else if b0 == 0xF4 {
+				hi = 0x8F // nothing above U+10FFFF
+			}
+			if p[1] >= lo && p[1] <= hi {
+				return 4
+			}
+		}
+	}
+	return 0
 }
 
 // special8 flags (in the high bit of each byte) the bytes packed

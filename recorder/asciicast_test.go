@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +299,31 @@ func FuzzRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+// appendJSONString writes what encoding/json reads back as the input
+// (invalid bytes as U+FFFD), whatever room dst has: escapes near the end
+// of its capacity once lost bytes.
+func TestAppendJSONStringCapacity(t *testing.T) {
+	alphabet := []byte("a0\"\\\x1b\x11\x00\r\n\x7f\xe5\xae\x8c\xe4\xba\x86\xff\xc3\xbc")
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range 20000 {
+		s := make([]byte, rng.IntN(40))
+		for i := range s {
+			s[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		prefix := bytes.Repeat([]byte{'x'}, rng.IntN(20))
+		dst := append(make([]byte, 0, len(prefix)+rng.IntN(40)), prefix...)
+		enc := recorder.AppendJSONString(dst, s)
+		if !bytes.HasPrefix(enc, prefix) {
+			t.Fatalf("prefix lost: %q", enc)
+		}
+		var got string
+		if err := json.Unmarshal(enc[len(prefix):], &got); err != nil {
+			t.Fatalf("%q: %v", enc, err)
+		}
+		if want := sanitize(string(s)); got != want {
+			t.Fatalf("%q encoded as %s: read back %q, want %q", s, enc[len(prefix):], got, want)
+		}
+	}
 }

@@ -2,73 +2,32 @@ package recorder_test
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"unsafe"
 
+	"github.com/sallyport/sallyport/internal/pty"
 	"github.com/sallyport/sallyport/recorder"
+	"github.com/sallyport/sallyport/recorder/recordertest"
 )
 
-// openPTY opens a pseudo-terminal pair: the master (the session side)
-// and the slave (the program's terminal).
+// openPTY opens a pseudo-terminal pair as sshserver does: the master
+// (the session side) and the slave (the program's terminal), in raw mode:
+// no newline translation or echo.
 func openPTY(tb testing.TB) (master, slave *os.File) {
 	tb.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	m, s, err := pty.Open()
 	if err != nil {
-		tb.Fatalf("open /dev/ptmx: %v", err)
+		tb.Fatalf("open a pseudo-terminal: %v", err)
 	}
-	var unlock int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-		tb.Fatalf("TIOCSPTLCK: %v", e)
-	}
-	var n uint32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
-		tb.Fatalf("TIOCGPTN: %v", e)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		tb.Fatalf("open pts: %v", err)
-	}
-	// Raw mode on the program's side: no newline translation or echo.
-	var tio syscall.Termios
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, s.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); e == 0 {
-		tio.Oflag &^= syscall.OPOST
-		tio.Lflag &^= syscall.ECHO | syscall.ICANON | syscall.ISIG | syscall.IEXTEN
-		syscall.Syscall(syscall.SYS_IOCTL, s.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&tio)))
+	if err := pty.SetRaw(s); err != nil {
+		tb.Fatalf("raw mode: %v", err)
 	}
 	return m, s
-}
-
-// terminalOutput is ~1 MiB of output like a busy shell's: colored ls
-// listings, log lines with numbers, some UTF-8.
-func terminalOutput() []byte {
-	r := rand.New(rand.NewPCG(1, 2))
-	var b strings.Builder
-	words := []string{"error", "request", "完了", "über", "latency", "GET", "/api/v1/items", "200", "user", "node-3"}
-	for b.Len() < 1<<20 {
-		switch r.IntN(3) {
-		case 0:
-			fmt.Fprintf(&b, "\x1b[01;34m%s\x1b[0m  \x1b[01;32m%s.sh\x1b[0m  file-%d.txt  ", words[r.IntN(len(words))], words[r.IntN(len(words))], r.IntN(10000))
-		case 1:
-			fmt.Fprintf(&b, "2026-11-21T08:%02d:%02d.%06dZ level=INFO msg=%q id=%x dur=%dms\r\n", r.IntN(60), r.IntN(60), r.IntN(1e6), words[r.IntN(len(words))], r.Uint64(), r.IntN(5000))
-		case 2:
-			for range r.IntN(8) + 1 {
-				b.WriteString(words[r.IntN(len(words))])
-				b.WriteByte(' ')
-			}
-			b.WriteString("\r\n")
-		}
-	}
-	return []byte(b.String())
 }
 
 // BenchmarkSession measures a terminal session's output throughput: a
@@ -77,7 +36,7 @@ func terminalOutput() []byte {
 // Recording (io.MultiWriter, as an SSH server would). bench/recorder.sh
 // compares the two.
 func BenchmarkSession(b *testing.B) {
-	out := terminalOutput()
+	out := recordertest.TerminalOutput(1 << 20)
 	for _, recorded := range []bool{false, true} {
 		name := "unrecorded"
 		if recorded {
@@ -185,7 +144,7 @@ func cpuTime() int64 {
 // BenchmarkRecordingWrite measures how fast a Recording takes output when
 // nothing else limits it (the recorder's own capacity).
 func BenchmarkRecordingWrite(b *testing.B) {
-	out := terminalOutput()
+	out := recordertest.TerminalOutput(1 << 20)
 	sp, err := recorder.Open(context.Background(), &recorder.Config{Dir: filepath.Join(b.TempDir(), "spool"), DiskBudget: -1})
 	if err != nil {
 		b.Fatal(err)

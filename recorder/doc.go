@@ -54,10 +54,12 @@
 //
 // Compression is gzip level Config.CompressionLevel (default 1) while
 // output is interactive. Heavy output (batches of 64 KiB or more, above
-// about 10 MB/s) is compressed with Huffman coding only, several times
-// cheaper in CPU but about twice as large, until it calms down; so a
-// burst such as printing a large file is recorded without slowing the
-// session. Either way the file is standard gzip.
+// about 10 MB/s) is stored in gzip without compression until it calms
+// down: compressing costs several nanoseconds of CPU per byte, as much as
+// the rest of the session's path, so a burst such as printing a large
+// file would otherwise run slower for being recorded. Such a burst takes
+// about three times the space it would at level 1 (on the spool and in
+// storage). Either way the file is standard gzip.
 //
 // # Spool lifecycle and crash recovery
 //

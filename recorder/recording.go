@@ -19,9 +19,15 @@ import (
 	"unicode/utf8"
 )
 
-// fastThreshold is the batch size from which output is compressed with
-// Huffman coding only.
+// fastThreshold is the batch size from which output is written with
+// burstLevel.
 const fastThreshold = 64 << 10
+
+// burstLevel is the gzip level of heavy output: stored, not compressed.
+// Huffman coding alone costs as much CPU per byte as the rest of the
+// session's path and saves only about a third of the size; storing costs
+// a copy and a CRC.
+const burstLevel = gzip.NoCompression
 
 // maxSegments bounds the events waiting to be encoded.
 const maxSegments = 4096
@@ -77,7 +83,7 @@ type Recording struct {
 	bw      *bufio.Writer
 	zw      *gzip.Writer // the current member's writer: zNormal or zFast
 	zNormal *gzip.Writer // Config.CompressionLevel
-	zFast   *gzip.Writer // Huffman only, while the recording is behind
+	zFast   *gzip.Writer // burstLevel, while the output is heavy
 	enc     []byte
 	carry   []byte
 	joined  []byte
@@ -437,7 +443,7 @@ func (r *Recording) drain() {
 	r.enc = enc
 	// Heavy output (a batch of 64 KiB or half the buffer, that is more
 	// than about 10 MB/s with the default FlushDelay, or the writer falling
-	// behind): compress with Huffman coding only, several times cheaper,
+	// behind): store it without compression, many times cheaper,
 	// until the output calms down, so that recording does not slow the
 	// session. Each switch ends a gzip member at an event boundary.
 	behind := len(buf) >= min(r.limit/2, fastThreshold)
@@ -459,14 +465,14 @@ func (r *Recording) drain() {
 // useWriter switches between the normal and the fast compressor.
 func (r *Recording) useWriter(fast bool) error {
 	want := r.zNormal
-	if fast && r.sp.cfg.CompressionLevel != gzip.HuffmanOnly {
+	if fast && r.sp.cfg.CompressionLevel != burstLevel {
 		if r.zFast == nil {
-			zf, err := gzip.NewWriterLevel(r.bw, gzip.HuffmanOnly)
+			zf, err := gzip.NewWriterLevel(r.bw, burstLevel)
 			if err != nil {
 				return err
 			}
 			r.zFast = zf
-			r.log.Debug("recorder: output burst; compressing with Huffman coding only until caught up")
+			r.log.Debug("recorder: output burst; storing it uncompressed until it calms down")
 		}
 		want = r.zFast
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // spoolBytes builds a spool file as Recording writes it: a header member,
@@ -280,5 +281,30 @@ func TestRecordingWriteFailure(t *testing.T) {
 	}
 	if info.OutputBytes != int64(len("kept\r\n")) || !info.Recovered {
 		t.Errorf("finished file: %+v", info)
+	}
+}
+
+// runeLen accepts exactly the sequences utf8.DecodeRune decodes.
+func TestRuneLen(t *testing.T) {
+	tails := []byte{0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff}
+	for b0 := 0x80; b0 <= 0xff; b0++ {
+		for b1 := 0; b1 <= 0xff; b1++ {
+			for _, b2 := range tails {
+				for _, b3 := range tails {
+					full := []byte{byte(b0), byte(b1), b2, b3}
+					for n := 1; n <= 4; n++ {
+						p := full[:n]
+						r, size := utf8.DecodeRune(p)
+						want := size
+						if r == utf8.RuneError && size == 1 {
+							want = 0
+						}
+						if got := runeLen(p); got != want {
+							t.Fatalf("runeLen(% x) = %d, want %d", p, got, want)
+						}
+					}
+				}
+			}
+		}
 	}
 }

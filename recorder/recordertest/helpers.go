@@ -22,6 +22,30 @@ func RandomData(n int, seed uint64) []byte {
 	return b
 }
 
+// TerminalOutput returns about n bytes of output like a busy shell's:
+// colored ls listings, log lines with numbers, some UTF-8, lines ending
+// in "\r\n". The same n gives the same bytes.
+func TerminalOutput(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	var b bytes.Buffer
+	words := []string{"error", "request", "完了", "über", "latency", "GET", "/api/v1/items", "200", "user", "node-3"}
+	for b.Len() < n {
+		switch r.IntN(3) {
+		case 0:
+			fmt.Fprintf(&b, "\x1b[01;34m%s\x1b[0m  \x1b[01;32m%s.sh\x1b[0m  file-%d.txt  ", words[r.IntN(len(words))], words[r.IntN(len(words))], r.IntN(10000))
+		case 1:
+			fmt.Fprintf(&b, "2026-11-21T08:%02d:%02d.%06dZ level=INFO msg=%q id=%x dur=%dms\r\n", r.IntN(60), r.IntN(60), r.IntN(1e6), words[r.IntN(len(words))], r.Uint64(), r.IntN(5000))
+		case 2:
+			for range r.IntN(8) + 1 {
+				b.WriteString(words[r.IntN(len(words))])
+				b.WriteByte(' ')
+			}
+			b.WriteString("\r\n")
+		}
+	}
+	return b.Bytes()
+}
+
 func seedKey(seed uint64) (k [32]byte) {
 	for i := range 8 {
 		k[i] = byte(seed >> (8 * i))

@@ -1,0 +1,4 @@
+package recorder
+
+// AppendJSONString is appendJSONString, for the external tests.
+var AppendJSONString = appendJSONString
