@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sallyport/sallyport/internal/netutil"
 )
 
 // DefaultHandshakeTimeout bounds reading the ClientHello and, on
@@ -360,17 +362,14 @@ func (r *Router) Serve(l net.Listener) error {
 		delete(r.listeners, l)
 		r.mu.Unlock()
 	}()
-	var delay time.Duration
+	var backoff netutil.AcceptBackoff
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if r.isClosed() {
 				return ErrRouterClosed
 			}
-			var tmp interface{ Temporary() bool }
-			var ne net.Error
-			if (errors.As(err, &ne) && ne.Timeout()) || (errors.As(err, &tmp) && tmp.Temporary()) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			if delay, ok := backoff.Retry(err); ok {
 				r.log.Warn("alpn: accept", "err", err, "retry", delay)
 				select {
 				case <-time.After(delay):
@@ -380,7 +379,7 @@ func (r *Router) Serve(l net.Listener) error {
 			}
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		// At the cap, wait (without accepting more) for a slot.
 		select {
 		case r.handshake <- struct{}{}:

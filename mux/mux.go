@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sallyport/sallyport/internal/netutil"
 )
 
 // ProxyMode says whether connections may or must begin with a PROXY
@@ -271,7 +273,7 @@ func (m *Mux) Serve() error {
 }
 
 func (m *Mux) acceptLoop() error {
-	var backoff time.Duration
+	var backoff netutil.AcceptBackoff
 	for {
 		select {
 		case m.sem <- struct{}{}:
@@ -284,12 +286,10 @@ func (m *Mux) acceptLoop() error {
 			if m.isClosed() {
 				return ErrClosed
 			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				m.log.Warn("mux: accept", "err", err, "retry", backoff)
+			if delay, ok := backoff.Retry(err); ok {
+				m.log.Warn("mux: accept", "err", err, "retry", delay)
 				select {
-				case <-time.After(backoff):
+				case <-time.After(delay):
 					continue
 				case <-m.done:
 					return ErrClosed
@@ -298,7 +298,7 @@ func (m *Mux) acceptLoop() error {
 			m.stop()
 			return err
 		}
-		backoff = 0
+		backoff.Reset()
 		if !m.track(nc) {
 			<-m.sem
 			nc.Close()
