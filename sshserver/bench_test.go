@@ -1,8 +1,19 @@
 package sshserver_test
 
 import (
+	"context"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/sallyport/sallyport/internal/testservice"
+	"github.com/sallyport/sallyport/recorder"
+	"github.com/sallyport/sallyport/recorder/recordertest"
+	"github.com/sallyport/sallyport/sshserver"
 )
 
 // BenchmarkSessionSetup measures a whole login: TCP connect, SSH
@@ -71,5 +82,91 @@ func BenchmarkExecThroughput(b *testing.B) {
 	w.Close()
 	if err := s.Wait(); err != nil && err != io.EOF {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkRecordedSession measures the terminal output throughput of a
+// session, the OpenSSH client running "cat" of busy-shell output on a
+// PTY, unrecorded and recorded by a recorder.Spool (the agent's setup).
+// Each iteration is one session; the rate is taken from the first output
+// byte to the last, so the login does not count. bench/recorder.sh
+// compares the two.
+func BenchmarkRecordedSession(b *testing.B) {
+	size := 64 << 20
+	if s := os.Getenv("SALLYPORT_BENCH_SESSION_MIB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			b.Fatalf("SALLYPORT_BENCH_SESSION_MIB=%q is not a positive number", s)
+		}
+		size = n << 20
+	}
+	output := recordertest.TerminalOutput(size)
+	for _, recorded := range []bool{false, true} {
+		name := "unrecorded"
+		if recorded {
+			name = "recorded"
+		}
+		b.Run(name, func(b *testing.B) {
+			var mod func(*sshserver.Config)
+			if recorded {
+				spool, err := recorder.Open(context.Background(), &recorder.Config{Dir: b.TempDir(), DiskBudget: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { spool.Close() })
+				mod = func(c *sshserver.Config) {
+					c.Recorder = func(ctx context.Context, s sshserver.SessionInfo) (sshserver.Recording, error) {
+						return spool.NewSession(ctx, recorder.Meta{ID: s.ID, User: s.User, Login: s.Login, Node: s.Node,
+							Start: s.Start, Width: s.Width, Height: s.Height, Term: s.Term})
+					}
+				}
+			}
+			e := startEnv(b, mod)
+			cfg := e.sshConfig(b, e.userIdentity(b), e.hostCA.PublicKey())
+			// A file the session's login can read.
+			src := filepath.Join(e.dir, "output.txt")
+			if err := os.WriteFile(src, output, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			for _, d := range []string{e.dir, filepath.Dir(e.dir)} {
+				if err := os.Chmod(d, 0o755); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var total time.Duration
+			var bytes int64
+			for b.Loop() {
+				cmd := exec.Command(testservice.Bin(b, "ssh"), "-F", cfg, "-tt", "node", "stty raw -echo; cat "+src)
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				buf := make([]byte, 256<<10)
+				var start time.Time
+				var n int64
+				for {
+					k, err := out.Read(buf)
+					if k > 0 && n == 0 {
+						start = time.Now()
+					}
+					n += int64(k)
+					if err != nil {
+						break
+					}
+				}
+				total += time.Since(start)
+				bytes += n
+				if err := cmd.Wait(); err != nil {
+					b.Fatalf("ssh: %v", err)
+				}
+				if n < int64(size) {
+					b.Fatalf("received %d bytes of output, want at least %d", n, size)
+				}
+			}
+			b.ReportMetric(float64(bytes)/total.Seconds()/1e6, "MB/s")
+		})
 	}
 }

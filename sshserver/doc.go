@@ -41,7 +41,9 @@
 // # Certificate checks
 //
 // Only public-key authentication is offered, and only certificates are
-// accepted. A user certificate is accepted for login L when all hold:
+// accepted. The ciphers offered are AES-GCM and AES-CTR
+// (Config.Ciphers): x/crypto's chacha20-poly1305, which OpenSSH clients
+// would pick first, has no assembly on amd64. A user certificate is accepted for login L when all hold:
 //
 //   - it is a user certificate (not a host certificate),
 //   - it is signed by one of Config.UserCAs (with a valid signature),
@@ -83,8 +85,10 @@
 // session (setsid), with HOME, USER, LOGNAME, SHELL, PATH, SSH_CLIENT,
 // SSH_CONNECTION, SSH_TTY and TERM set, plus the "env" requests whose
 // names are allowed: TERM, LANG, LC_*, COLORTERM and Config.AcceptEnv.
-// "pty-req" gives the session a pseudo-terminal (github.com/creack/pty)
-// owned by the login; "window-change" resizes it; "signal" is delivered
+// "pty-req" gives the session a pseudo-terminal owned by the login (on
+// Linux its master stays under Go's poller, so an idle session holds no
+// thread, and bulk output goes out in packets of several terminal reads;
+// elsewhere github.com/creack/pty); "window-change" resizes it; "signal" is delivered
 // to the process group. When the program exits the client gets
 // "exit-status", or "exit-signal" when a signal killed it.
 //

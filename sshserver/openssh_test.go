@@ -78,6 +78,37 @@ func TestOpenSSHExec(t *testing.T) {
 	}
 }
 
+// TestOpenSSHCipher checks that the OpenSSH client, which lists
+// chacha20-poly1305 first, ends up on an AES cipher by default, and on a
+// configured cipher when Config.Ciphers names one.
+func TestOpenSSHCipher(t *testing.T) {
+	tests := []struct {
+		name    string
+		ciphers []string
+		args    []string
+		want    string
+	}{
+		{name: "default: client order", want: "aes128-ctr"},
+		{name: "default: client prefers GCM", args: []string{"-o", "Ciphers=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr"}, want: "aes128-gcm@openssh.com"},
+		{name: "configured chacha20", ciphers: []string{"chacha20-poly1305@openssh.com"}, want: "chacha20-poly1305@openssh.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startEnv(t, func(c *sshserver.Config) { c.Ciphers = tt.ciphers })
+			cfg := e.sshConfig(t, e.userIdentity(t), e.hostCA.PublicKey())
+			args := append([]string{"-F", cfg, "-n", "-v"}, tt.args...)
+			_, stderr, code := run(t, "ssh", append(args, "node", "true")...)
+			if code != 0 {
+				t.Fatalf("ssh exit %d: %s", code, stderr)
+			}
+			want := "kex: server->client cipher: " + tt.want + " "
+			if !strings.Contains(stderr, want) {
+				t.Fatalf("ssh -v does not show %q:\n%s", want, stderr)
+			}
+		})
+	}
+}
+
 func homeOf(t *testing.T, login string) string {
 	out, _, code := run(t, "getent", "passwd", login)
 	if code != 0 {

@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/internal/pty"
+	"github.com/sallyport/sallyport/internal/sshutil"
 )
 
 // Bounds on values taken from session requests.
@@ -257,7 +259,7 @@ func (s *session) handleRequest(ctx context.Context, req *ssh.Request) bool {
 		defer s.mu.Unlock()
 		s.cols, s.rows = r.Cols, r.Rows
 		if s.ptmx != nil {
-			_ = pty.Setsize(s.ptmx, &pty.Winsize{Cols: uint16(r.Cols), Rows: uint16(r.Rows)})
+			_ = pty.SetSize(s.ptmx, uint16(r.Cols), uint16(r.Rows))
 		}
 		if s.rec != nil {
 			if err := s.rec.Resize(int(r.Cols), int(r.Rows)); err != nil {
@@ -472,7 +474,7 @@ func (s *session) startPTY(cmd *exec.Cmd) error {
 		return err
 	}
 	defer tty.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Cols: uint16(s.cols), Rows: uint16(s.rows)}); err != nil {
+	if err := pty.SetSize(ptmx, uint16(s.cols), uint16(s.rows)); err != nil {
 		ptmx.Close()
 		return err
 	}
@@ -505,7 +507,8 @@ func (s *session) runPTY(cmd *exec.Cmd, ptmx *os.File) {
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)
-		_, _ = io.Copy(out, ptmx)
+		buf := make([]byte, 32<<10)
+		_, _ = io.CopyBuffer(out, onlyReader{newTerminalReader(ptmx)}, buf)
 	}()
 	inDone := make(chan struct{})
 	go func() {
@@ -553,7 +556,7 @@ func (s *session) runPipes(cmd *exec.Cmd, stdin io.WriteCloser) {
 	inDone := make(chan struct{})
 	go func() {
 		defer close(inDone)
-		_, _ = io.Copy(stdin, s.ch)
+		_, _ = sshutil.CopyFromChannel(stdin, s.ch)
 		stdin.Close()
 	}()
 	err := cmd.Wait()
@@ -574,16 +577,16 @@ func (s *session) serveSFTP(ctx context.Context, ev Event) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		code = 1
 	}
-	_, _ = s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatus{uint32(code)}))
-	s.ch.Close()
 	ev.Type = EventSessionEnd
 	ev.ExitCode = code
 	s.c.srv.audit(ctx, ev)
+	_, _ = s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatus{uint32(code)}))
+	s.ch.Close()
 	close(s.done)
 }
 
-// finish sends exit-status or exit-signal, closes the channel and audits
-// the end of the session.
+// finish audits the end of the session, then sends exit-status or
+// exit-signal and closes the channel.
 func (s *session) finish(waitErr error) {
 	code, sigName := 0, ""
 	var ee *exec.ExitError
@@ -599,6 +602,11 @@ func (s *session) finish(waitErr error) {
 	default:
 		code = -1
 	}
+	// The end is audited before the client learns of it, so a client that
+	// has seen its session end finds it in the audit log.
+	c := s.c
+	c.srv.audit(context.Background(), Event{Type: EventSessionEnd, User: c.cert.KeyId, Login: c.login, RemoteAddr: c.remote,
+		SessionID: s.id, Action: s.action, Command: s.command, PTY: s.pty, ExitCode: code, ExitSignal: sigName})
 	if sigName != "" {
 		_, _ = s.ch.SendRequest("exit-signal", false, ssh.Marshal(exitSignal{Signal: sigName, Error: "killed by signal " + sigName}))
 	} else if code >= 0 {
@@ -606,9 +614,6 @@ func (s *session) finish(waitErr error) {
 	}
 	_ = s.ch.CloseWrite()
 	s.ch.Close()
-	c := s.c
-	c.srv.audit(context.Background(), Event{Type: EventSessionEnd, User: c.cert.KeyId, Login: c.login, RemoteAddr: c.remote,
-		SessionID: s.id, Action: s.action, Command: s.command, PTY: s.pty, ExitCode: code, ExitSignal: sigName})
 	c.srv.log.Info("sshserver: session ended", "session", s.id, "user", c.cert.KeyId, "login", c.login, "exit", code, "signal", sigName)
 }
 
@@ -628,6 +633,62 @@ func (t *teeRecording) Write(p []byte) (int, error) {
 		if _, rerr := t.rec.Write(p[:n]); rerr != nil {
 			t.failed = true
 			t.s.c.srv.log.Error("sshserver: recording write failed, output no longer recorded", "session", t.s.id, "err", rerr)
+		}
+	}
+	return n, err
+}
+
+// onlyReader hides everything but Read, so io.CopyBuffer uses its buffer.
+type onlyReader struct{ io.Reader }
+
+// terminalReader reads a terminal's output in larger pieces than the
+// terminal hands out: the kernel passes at most about 4 KiB per read,
+// and every read becomes an SSH packet and a system call on the client's
+// connection. After a read that returned a full piece it takes whatever
+// else is ready at once, without waiting, so bulk output goes out in
+// fewer, larger packets while interactive output is not delayed.
+type terminalReader struct {
+	f  *os.File
+	rc syscall.RawConn // nil when f has none; then reads are plain
+}
+
+// ttyChunk is the size of a read that suggests more output is waiting.
+const ttyChunk = 4 << 10
+
+func newTerminalReader(f *os.File) *terminalReader {
+	r := &terminalReader{f: f}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return r
+	}
+	// Only a non-blocking descriptor (one under Go's poller) can be
+	// tried without waiting.
+	nonblocking := false
+	rc.Control(func(fd uintptr) {
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		nonblocking = errno == 0 && flags&syscall.O_NONBLOCK != 0
+	})
+	if nonblocking {
+		r.rc = rc
+	}
+	return r
+}
+
+func (r *terminalReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	for err == nil && r.rc != nil && n >= ttyChunk-1 && len(p)-n >= ttyChunk {
+		m, rerr := 0, error(nil)
+		// Returning true makes this one non-blocking attempt (the
+		// terminal is in non-blocking mode under Go's poller).
+		if cerr := r.rc.Read(func(fd uintptr) bool {
+			m, rerr = syscall.Read(int(fd), p[n:])
+			return true
+		}); cerr != nil || rerr != nil || m <= 0 {
+			break
+		}
+		n += m
+		if m < ttyChunk-1 {
+			break
 		}
 	}
 	return n, err
