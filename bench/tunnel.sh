@@ -40,7 +40,7 @@ function median(key,    n, i, j, t, a) {
 	if (name ~ /OpenStream/ && $2 < 1000) next   # latency from the long runs only
 	for (i = 2; i < NF; i++) {
 		u = $(i + 1)
-		if (u == "MB/s" || u == "cpu-s/GB" || u == "p50-µs" || u == "p99-µs") {
+		if (u == "MB/s" || u == "cpu-s/GB" || u ~ /^(dial-)?p(50|99)-µs$/) {
 			key = name " " u
 			if (!(key in cnt)) keys[++nkeys] = key
 			vals[key, ++cnt[key]] = $i
@@ -61,6 +61,7 @@ END {
 	printf "\nopen stream + 4-byte round trip\n"
 	printf "%-44s %6.1f   (goal < 250)\n", "tunnel p99 µs", median("BenchmarkOpenStream/tunnel p99-µs")
 	printf "%-44s %6.2f\n", "tunnel p99 / ssh channel p99", median("BenchmarkOpenStream/tunnel p99-µs") / median("BenchmarkOpenStream/ssh p99-µs")
+	printf "%-44s %6.1f / %.1f\n", "tunnel Dial alone p50 / p99 µs", median("BenchmarkOpenStream/tunnel dial-p50-µs"), median("BenchmarkOpenStream/tunnel dial-p99-µs")
 }' "$out"
 
 echo

@@ -62,7 +62,7 @@
 // On the proxy:
 //
 //	srv, err := tunnel.NewServer(&tunnel.ServerConfig{ID: "proxy-1", TLSConfig: mtls, Peers: pool})
-//	go srv.Serve(listener) // or srv.ServeConn(ctx, tlsConn) from an alpn route
+//	go srv.Serve(listener) // or srv.ServeConn(ctx, conn) from an alpn route
 //	conn, err := srv.DialFrom(ctx, "node-1", "ssh", clientAddr)
 //
 // On the agent:

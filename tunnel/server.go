@@ -18,19 +18,22 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/sallyport/sallyport/alpn"
+	"github.com/sallyport/sallyport/internal/netutil"
 )
 
 // ServerConfig configures a Server. The zero value (or a nil *ServerConfig)
-// works for ServeConn; Serve on a listener of plain TCP conns needs
-// TLSConfig.
+// works for ServeConn of a *tls.Conn; plain conns (Serve on a TCP
+// listener, ServeConn from an alpn passthrough route) need TLSConfig.
 type ServerConfig struct {
 	// ID identifies this proxy to agents, which hold one tunnel per ID.
 	// Empty means a random ID.
 	ID string
-	// TLSConfig terminates TLS for conns from Serve's listener that are
-	// not *tls.Conn already. It must require and verify client
+	// TLSConfig terminates TLS for conns given to Serve and ServeConn
+	// that are not *tls.Conn already. It must require and verify client
 	// certificates (ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs:
-	// the cluster CA). Nil means Serve expects *tls.Conn.
+	// the cluster CA). Empty NextProtos means alpn.ProtocolReverseTunnel
+	// and its "-ping" variant. Nil means Serve and ServeConn expect
+	// *tls.Conn.
 	TLSConfig *tls.Config
 	// AgentID names the agent of a verified client certificate. Nil means
 	// the certificate's Subject CommonName (an empty one is refused).
@@ -142,9 +145,14 @@ func NewServer(cfg *ServerConfig) (*Server, error) {
 	if err := validPeers(cfg.Peers); err != nil {
 		return nil, err
 	}
+	tlsConfig := cfg.TLSConfig
+	if tlsConfig != nil && len(tlsConfig.NextProtos) == 0 {
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.NextProtos = alpn.WithPing(alpn.ProtocolReverseTunnel)
+	}
 	s := &Server{
 		id:        cfg.ID,
-		tlsConfig: cfg.TLSConfig,
+		tlsConfig: tlsConfig,
 		agentID:   cfg.AgentID,
 		hbEvery:   hb,
 		hbMissed:  missed,
@@ -211,7 +219,7 @@ func (s *Server) Serve(l net.Listener) error {
 		delete(s.listeners, l)
 		s.mu.Unlock()
 	}()
-	var delay time.Duration
+	var backoff netutil.AcceptBackoff
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -221,16 +229,14 @@ func (s *Server) Serve(l net.Listener) error {
 			if done {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("tunnel: accept", "err", err, "retry_in", delay)
+			if delay, ok := backoff.Retry(err); ok {
+				s.log.Warn("tunnel: accept", "err", err, "retry", delay)
 				time.Sleep(delay)
 				continue
 			}
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -243,34 +249,43 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
-}
-
 func (s *Server) serveAccepted(c net.Conn) {
 	defer s.wg.Done()
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		if s.tlsConfig == nil {
-			s.log.Error("tunnel: conn is not TLS and ServerConfig.TLSConfig is nil", "remote", c.RemoteAddr())
-			c.Close()
-			return
-		}
-		tc = tls.Server(&batchConn{Conn: c}, s.tlsConfig)
+	tc, err := s.tlsConn(c)
+	if err != nil {
+		s.log.Error("tunnel: "+err.Error(), "remote", c.RemoteAddr())
+		c.Close()
+		return
 	}
 	if err := s.serve(context.Background(), tc); err != nil && !errors.Is(err, ErrServerClosed) {
 		s.log.Debug("tunnel: ended", "remote", c.RemoteAddr(), "err", err)
 	}
 }
 
-// ServeConn serves one tunnel on conn (for example from an alpn route
-// handler) until the tunnel ends, ctx is canceled, or the server is shut
-// down; it closes conn. The TLS handshake is done here unless it was done
-// already; the agent must have presented a verified client certificate.
-// It returns nil when the agent ended the tunnel (or replaced it), and
+// tlsConn returns c when it is a *tls.Conn, else a TLS server conn over
+// it with ServerConfig.TLSConfig. Between the two lies a batchConn, so
+// that a yamux frame goes out in one system call rather than one per
+// TLS record.
+func (s *Server) tlsConn(c net.Conn) (*tls.Conn, error) {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc, nil
+	}
+	if s.tlsConfig == nil {
+		return nil, errors.New("conn is not TLS and ServerConfig.TLSConfig is nil")
+	}
+	return tls.Server(&batchConn{Conn: c}, s.tlsConfig), nil
+}
+
+// ServeConn serves one tunnel on conn until the tunnel ends, ctx is
+// canceled, or the server is shut down; it closes conn. conn is either a
+// *tls.Conn (its handshake done or not) or a conn that still carries the
+// agent's TLS handshake, such as an alpn passthrough route's conn; the
+// server then runs TLS with ServerConfig.TLSConfig, and sends each stream
+// frame in one system call, which it cannot do over a *tls.Conn made
+// elsewhere. The agent must present a verified client certificate. It
+// returns nil when the agent ended the tunnel (or replaced it), and
 // ErrServerClosed after Close.
-func (s *Server) ServeConn(ctx context.Context, conn *tls.Conn) error {
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	s.mu.Lock()
 	if s.closed || s.shutdown {
 		s.mu.Unlock()
@@ -280,7 +295,12 @@ func (s *Server) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	return s.serve(ctx, conn)
+	tc, err := s.tlsConn(conn)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("tunnel: %s: %w", conn.RemoteAddr(), err)
+	}
+	return s.serve(ctx, tc)
 }
 
 func (s *Server) serve(ctx context.Context, conn *tls.Conn) error {
