@@ -36,7 +36,7 @@ run() {
 out=$(for i in $(seq "$COUNT"); do
 	run 'BenchmarkOpenSSH/scp/' "$BENCHTIME"
 	run 'BenchmarkOpenSSH/session/' "${SESSIONS}x"
-done)
+done 2>&1) || { echo "$out"; echo "bench/proxy.sh: a benchmark run failed" >&2; exit 1; }
 echo "$out" | grep -E '^Benchmark' || { echo "$out"; exit 1; }
 echo
 echo "$out" | awk -v size="$SIZE_MIB" -v count="$COUNT" -v sessions="$SESSIONS" -v opts="$SSH_OPTS" '

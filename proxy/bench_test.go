@@ -66,6 +66,13 @@ PermitRootLogin prohibit-password
 PidFile %s/sshd.pid
 Subsystem sftp /usr/lib/openssh/sftp-server
 `, port, h, key, key, userCA, dir))
+	// sshd refuses to start without its privilege separation directory,
+	// which lives on /run and so is gone after every boot.
+	if os.Geteuid() == 0 {
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			b.Fatalf("sshd's privilege separation directory: %v", err)
+		}
+	}
 	testservice.Start(b, "sshd", []string{"-D", "-e", "-f", conf}, nil, addr)
 	return addr
 }
@@ -167,7 +174,8 @@ func BenchmarkOpenSSH(b *testing.B) {
 			defer os.Remove(remote)
 			b.SetBytes(size)
 			for b.Loop() {
-				out, err := exec.CommandContext(ctx, scp, "-F", env.config, "-q", src, tg.host+":"+remote).CombinedOutput()
+				args := append([]string{"-F", env.config, "-q"}, strings.Fields(os.Getenv("SALLYPORT_BENCH_SCP_ARGS"))...)
+				out, err := exec.CommandContext(ctx, scp, append(args, src, tg.host+":"+remote)...).CombinedOutput()
 				if err != nil {
 					b.Fatalf("scp: %v\n%s", err, out)
 				}

@@ -19,6 +19,7 @@ import (
 	"github.com/sallyport/sallyport/authapi"
 	authv1 "github.com/sallyport/sallyport/authapi/proto/sallyport/auth/v1"
 	"github.com/sallyport/sallyport/internal/auditsend"
+	"github.com/sallyport/sallyport/internal/sshutil"
 	"github.com/sallyport/sallyport/mux"
 	"github.com/sallyport/sallyport/tunnel"
 )
@@ -140,7 +141,9 @@ func New(ctx context.Context, cfg *Config) (*Service, error) {
 	}
 	routes := []alpn.Route{
 		{Name: "auth", ALPN: []string{authapi.ALPN}, Handler: alpn.HandlerFunc(s.forwardAuth)},
-		{Name: "tunnel", ALPN: []string{alpn.ProtocolReverseTunnel}, TLSConfig: tunTLS, Handler: alpn.HandlerFunc(s.serveTunnel)},
+		// Passthrough: the tunnel server runs TLS itself, over a conn
+		// that sends each stream frame in one system call.
+		{Name: "tunnel", ALPN: []string{alpn.ProtocolReverseTunnel}, Handler: alpn.HandlerFunc(s.serveTunnel)},
 		{Name: "ssh", ALPN: []string{alpn.ProtocolProxySSH}, TLSConfig: s.webTLS.Clone(), Handler: alpn.HandlerFunc(s.serveSSHConn)},
 	}
 	for _, rt := range routes {
@@ -173,7 +176,7 @@ func New(ctx context.Context, cfg *Config) (*Service, error) {
 		},
 	}
 	s.sshConf = &ssh.ServerConfig{
-		Config: ssh.Config{Ciphers: sshCiphers},
+		Config: ssh.Config{Ciphers: sshutil.Ciphers},
 		// PublicKeyCallback is set per connection (serveSSH).
 		ServerVersion: "SSH-2.0-sallyport-proxy",
 	}
@@ -399,12 +402,7 @@ func (s *Service) forwardAuth(ctx context.Context, c net.Conn, _ *alpn.Hello) {
 }
 
 func (s *Service) serveTunnel(ctx context.Context, c net.Conn, _ *alpn.Hello) {
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		c.Close()
-		return
-	}
-	if err := s.tunnels.ServeConn(ctx, tc); err != nil && !errors.Is(err, tunnel.ErrServerClosed) {
+	if err := s.tunnels.ServeConn(ctx, c); err != nil && !errors.Is(err, tunnel.ErrServerClosed) {
 		s.log.Debug("proxy: tunnel ended", "remote", c.RemoteAddr(), "err", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sallyport/sallyport/alpn"
 	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/internal/sshutil"
 	"github.com/sallyport/sallyport/tunnel"
 )
 
@@ -43,16 +44,6 @@ const (
 	// its audit event.
 	maxAuthFailures = 8
 )
-
-// sshCiphers are the ciphers the proxy's SSH server offers: AES only.
-// OpenSSH clients prefer chacha20-poly1305, which x/crypto implements
-// without assembly on amd64; on the jump hop, which carries every byte a
-// second time, it costs about a third of the proxy's CPU in a bulk copy.
-// Every current client has AES-CTR (RFC 4344) and most AES-GCM.
-var sshCiphers = []string{
-	ssh.CipherAES128GCM, ssh.CipherAES256GCM,
-	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
-}
 
 // Permissions extensions carrying the authenticated user to the handlers.
 const (
@@ -482,7 +473,7 @@ type closeWriter interface{ CloseWrite() error }
 func pipe(ctx context.Context, ch ssh.Channel, c net.Conn) {
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(c, ch)
+		sshutil.CopyFromChannel(c, ch)
 		if cw, ok := c.(closeWriter); ok {
 			cw.CloseWrite()
 		} else {
