@@ -18,7 +18,7 @@ type queries struct {
 	awPlaceholders, awLock, awNextval            string
 	awPut, awDelete, awNoop, awCleanup           string
 	sweep, prune                                 string
-	tailInit, tailPresent, tailPoll              string
+	tailInit, tailInitSeq, tailPresent, tailPoll string
 	tailLate                                     string
 }
 
@@ -119,7 +119,11 @@ DELETE FROM EVENTS e USING old WHERE e.revision = old.revision AND e.key = old.k
 AND e.created < now() - make_interval(secs => $2::double precision)
 AND e.revision < (SELECT max(revision) FROM EVENTS)`),
 
-		tailInit:    f(`SELECT revision, key FROM EVENTS ORDER BY revision DESC, key DESC LIMIT 1`),
+		tailInit: f(`SELECT revision, key FROM EVENTS ORDER BY revision DESC, key DESC LIMIT 1`),
+		// The change table is empty only before the first write and
+		// after a crash of the server emptied it (it is unlogged): the
+		// sequence then says where the stream starts.
+		tailInitSeq: f(`SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM SEQNAME`),
 		tailPresent: f(`SELECT DISTINCT revision FROM EVENTS WHERE revision > $1 AND revision <= $2`),
 		tailPoll: f(`SELECT revision, key, op, value, expires FROM EVENTS
 WHERE (revision, key) > ($1::bigint, $2::bytea) ORDER BY revision, key LIMIT $3`),

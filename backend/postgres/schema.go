@@ -74,7 +74,7 @@ func (n names) schemaSQL() []string {
 	expires timestamptz
 )`,
 		`CREATE INDEX IF NOT EXISTS sallyport_kv_expires ON ` + n.kv + ` (expires) WHERE expires IS NOT NULL`,
-		`CREATE TABLE IF NOT EXISTS ` + n.events + ` (
+		`CREATE UNLOGGED TABLE IF NOT EXISTS ` + n.events + ` (
 	revision bigint NOT NULL,
 	key bytea NOT NULL,
 	op smallint NOT NULL,

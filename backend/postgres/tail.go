@@ -153,9 +153,11 @@ func (b *Backend) tailStart(ctx context.Context, conn *pgx.Conn) (*tailState, er
 	st := &tailState{skipped: map[int64]time.Time{}, key: []byte{}}
 	err := conn.QueryRow(ctx, b.q.tailInit).Scan(&st.rev, &st.key)
 	if errors.Is(err, pgx.ErrNoRows) {
-		// Nothing committed yet (pruning keeps the newest revision):
-		// start before the first revision.
-		st.rev, st.key, err = 0, []byte{}, nil
+		// Nothing committed yet (pruning keeps the newest revision), or
+		// a crash of the server emptied the unlogged change table:
+		// start after the last revision handed out.
+		st.key = []byte{}
+		err = conn.QueryRow(ctx, b.q.tailInitSeq).Scan(&st.rev)
 	}
 	if err != nil {
 		return nil, err
@@ -404,6 +406,10 @@ func (b *Backend) setPos(rev int64) {
 	}
 }
 
+// notifyGap is the shortest interval between two NOTIFYs (see
+// notifyLoop).
+const notifyGap = 2 * time.Millisecond
+
 // changed asks for a wake-up of every instance's change stream after a
 // committed write. Wake-ups that pile up while one is being sent merge
 // into the next.
@@ -425,6 +431,16 @@ func (b *Backend) changed() {
 // off: a NOTIFY takes a transaction ID, so its commit would otherwise
 // wait for a WAL flush, doubling the flushes of a stream of writes, for a
 // transaction that changes nothing.
+//
+// A NOTIFY still costs the server a transaction, and it wakes every
+// listening instance, each of which then reads the change table. So the
+// loop sends at most one NOTIFY per notifyGap: a write that comes sooner
+// after the last NOTIFY is merged with the writes that follow into one
+// sent notifyGap after the last. A write after a quiet spell wakes the
+// other instances at once; a stream of writes wakes them every 2 ms
+// (about 3 ms with the timer's slack) instead of once per write. A NOTIFY
+// per write cost a fifth of the write throughput with 1 and with 16
+// writers, and one poll per write on every instance.
 func (b *Backend) notifyLoop(ctx context.Context) {
 	defer b.wg.Done()
 	var conn *pgx.Conn
@@ -433,12 +449,27 @@ func (b *Backend) notifyLoop(ctx context.Context) {
 			conn.Close(context.Background())
 		}
 	}()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.notify:
 		}
+		if d := notifyGap - time.Since(last); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			select {
+			case <-b.notify:
+			default:
+			}
+		}
+		last = time.Now()
 		nctx, cancel := context.WithTimeout(ctx, tailQueryTimeout)
 		var err error
 		if conn == nil {
