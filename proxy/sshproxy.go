@@ -208,7 +208,8 @@ func (s *Service) serveSSHConn(ctx context.Context, c net.Conn, _ *alpn.Hello) {
 
 func (s *Service) serveSSH(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(sshHandshakeTimeout))
+	deadline := time.Now().Add(sshHandshakeTimeout)
+	c.SetDeadline(deadline)
 	// A copy of the configuration per connection collects the refused
 	// keys (the callback runs on this goroutine, within NewServerConn).
 	var failures []*authFailure
@@ -220,7 +221,13 @@ func (s *Service) serveSSH(ctx context.Context, c net.Conn) {
 		}
 		return perms, err
 	}
-	sc, chans, reqs, err := ssh.NewServerConn(c, &conf)
+	sc, chans, reqs, err := func() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+		vc, err := sshutil.PreferGCM(c, &conf, deadline)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return ssh.NewServerConn(vc, &conf)
+	}()
 	if err != nil {
 		s.log.Debug("proxy: ssh handshake failed", "client", c.RemoteAddr(), "err", err)
 		s.auditAuthFailures(c.RemoteAddr(), failures)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sallyport/sallyport/internal/sshutil"
 )
 
 // serverConn is one authenticated SSH connection.
@@ -62,14 +64,23 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	remote := addrString(nc.RemoteAddr())
-	if err := nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
+	if err := nc.SetDeadline(deadline); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		s.log.Debug("sshserver: set handshake deadline", "remote", remote, "err", err)
 	}
 	cfg := *s.sshCfg // per connection, so that the callback sees ctx
 	cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 		return s.publicKeyCallback(ctx, meta, key)
 	}
-	sconn, chans, reqs, err := ssh.NewServerConn(nc, &cfg)
+	conn := nc
+	if s.preferGCM {
+		var err error
+		if conn, err = sshutil.PreferGCM(nc, &cfg, deadline); err != nil {
+			s.log.Debug("sshserver: handshake failed", "remote", remote, "err", err)
+			return err
+		}
+	}
+	sconn, chans, reqs, err := ssh.NewServerConn(conn, &cfg)
 	if err != nil {
 		s.log.Debug("sshserver: handshake failed", "remote", remote, "err", err)
 		var sae *ssh.ServerAuthError

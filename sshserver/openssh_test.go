@@ -88,8 +88,12 @@ func TestOpenSSHCipher(t *testing.T) {
 		args    []string
 		want    string
 	}{
-		{name: "default: client order", want: "aes128-ctr"},
-		{name: "default: client prefers GCM", args: []string{"-o", "Ciphers=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr"}, want: "aes128-gcm@openssh.com"},
+		// OpenSSH lists aes128-ctr before GCM; the server offers a
+		// client that has GCM nothing else.
+		{name: "default: GCM for a stock client", want: "aes128-gcm@openssh.com"},
+		{name: "default: GCM for a client preferring it", args: []string{"-o", "Ciphers=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr"}, want: "aes128-gcm@openssh.com"},
+		{name: "default: a client with CTR only", args: []string{"-o", "Ciphers=aes256-ctr"}, want: "aes256-ctr"},
+		{name: "configured list: client order", ciphers: []string{"aes128-gcm@openssh.com", "aes128-ctr"}, want: "aes128-ctr"},
 		{name: "configured chacha20", ciphers: []string{"chacha20-poly1305@openssh.com"}, want: "chacha20-poly1305@openssh.com"},
 	}
 	for _, tt := range tests {
