@@ -179,6 +179,9 @@ const (
 	maxCoalesce = 16<<10 - yamuxHeaderSize
 	// maxBatch bounds what a batchConn collects before it writes.
 	maxBatch = 256 << 10
+	// batchSlack is room past maxBatch for the write that crosses it (a
+	// TLS record is at most 16 KiB plus its overhead).
+	batchSlack = 32 << 10
 )
 
 var coalesceBufs = sync.Pool{New: func() any { b := make([]byte, 0, yamuxHeaderSize+maxCoalesce); return &b }}
@@ -241,7 +244,9 @@ type batchConn struct {
 	err      error
 }
 
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+// batchBufs hold a whole batch: maxBatch plus the record that crosses
+// it, so a batch never grows its buffer.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch+batchSlack); return &b }}
 
 func (b *batchConn) begin() {
 	b.mu.Lock()
@@ -264,7 +269,7 @@ func (b *batchConn) flushLocked() error {
 		_, b.err = b.Conn.Write(*b.buf)
 	}
 	*b.buf = (*b.buf)[:0]
-	if cap(*b.buf) <= maxBatch+32<<10 {
+	if cap(*b.buf) <= maxBatch+batchSlack {
 		batchBufs.Put(b.buf)
 	}
 	b.buf = nil
