@@ -117,7 +117,7 @@
 // source. It offers AES ciphers only (GCM and CTR; chacha20-poly1305,
 // OpenSSH's first choice, is slow in Go on amd64 and would be taken on
 // every jump), and to a client that has AES-GCM only AES-GCM
-// (sshutil.PreferGCM: OpenSSH would otherwise take AES-CTR with an HMAC,
+// (OpenSSH would otherwise take AES-CTR with an HMAC,
 // the slower of the two). It serves:
 //
 //   - "direct-tcpip" channels (ssh -J, ProxyJump, ssh -W): the target host is
