@@ -18,6 +18,7 @@ import (
 
 	"github.com/sallyport/sallyport/alpn"
 	"github.com/sallyport/sallyport/audit"
+	"github.com/sallyport/sallyport/internal/netutil"
 	"github.com/sallyport/sallyport/internal/sshutil"
 	"github.com/sallyport/sallyport/tunnel"
 )
@@ -480,7 +481,7 @@ type closeWriter interface{ CloseWrite() error }
 func pipe(ctx context.Context, ch ssh.Channel, c net.Conn) {
 	done := make(chan struct{}, 2)
 	go func() {
-		sshutil.CopyFromChannel(c, ch)
+		netutil.Copy(c, ch)
 		if cw, ok := c.(closeWriter); ok {
 			cw.CloseWrite()
 		} else {

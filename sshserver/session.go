@@ -17,8 +17,8 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sallyport/sallyport/internal/netutil"
 	"github.com/sallyport/sallyport/internal/pty"
-	"github.com/sallyport/sallyport/internal/sshutil"
 )
 
 // Bounds on values taken from session requests.
@@ -556,7 +556,7 @@ func (s *session) runPipes(cmd *exec.Cmd, stdin io.WriteCloser) {
 	inDone := make(chan struct{})
 	go func() {
 		defer close(inDone)
-		_, _ = sshutil.CopyFromChannel(stdin, s.ch)
+		_, _ = netutil.Copy(stdin, s.ch)
 		stdin.Close()
 	}()
 	err := cmd.Wait()

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/sallyport/sallyport/internal/netutil"
 )
 
 // Addr is the original client address that the proxy put in a stream
@@ -79,6 +82,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.bytesOu.Add(uint64(n))
 	}
 	return n, c.mapErr(err)
+}
+
+// WriteTo copies the stream to w until EOF. It lets io.Copy from a Conn
+// (an echo handler's io.Copy(c, c), a service's copy to its backend) use
+// pooled buffers sized to the traffic instead of a fresh 32 KiB per call.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	return netutil.Copy(w, c)
 }
 
 func (c *Conn) mapErr(err error) error {

@@ -1,7 +1,9 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -150,6 +152,29 @@ func TestStreamLimit(t *testing.T) {
 	waitFor(t, 5*time.Second, "a free stream slot", func() bool { return a.Stats().Streams < 2 })
 	c3 := dial(t, p.Server, "node-1", "echo")
 	roundTrip(t, c3, "three")
+}
+
+// TestConnWriteTo: io.Copy from a Conn goes through Conn.WriteTo, which
+// copies everything, in order, to EOF, on both ends of a stream.
+func TestConnWriteTo(t *testing.T) {
+	ca := newTestCA(t)
+	p := startProxy(t, ca, "", ServerConfig{})
+	a := startAgent(t, ca, "node-1", AgentConfig{ProxyAddrs: []string{p.Addr}})
+	a.Register("echo", echo) // io.Copy(c, c): the agent side's WriteTo
+	waitAgent(t, p.Server, "node-1")
+	c := dial(t, p.Server, "node-1", "echo")
+	var _ io.WriterTo = c
+	data := make([]byte, 3<<20+17)
+	rand.Read(data)
+	go func() {
+		c.Write(data)
+		c.CloseWrite()
+	}()
+	var got bytes.Buffer
+	n, err := io.Copy(&got, c) // the proxy side's WriteTo
+	if err != nil || n != int64(len(data)) || !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("io.Copy: %d bytes, %v; want %d bytes, equal: %v", n, err, len(data), bytes.Equal(got.Bytes(), data))
+	}
 }
 
 func TestConnConformance(t *testing.T) {

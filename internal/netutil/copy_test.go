@@ -1,4 +1,4 @@
-package sshutil
+package netutil
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestCopyFromChannel(t *testing.T) {
+func TestCopy(t *testing.T) {
 	data := make([]byte, 10+200+smallCopyBuf+2*largeCopyBuf+5+7)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for i := range data {
@@ -42,7 +42,7 @@ func TestCopyFromChannel(t *testing.T) {
 	sizes := []int{10, 200, 1 << 20, 1 << 20, 1 << 20, 5, 7}
 	r := &chunkReader{data: data, sizes: sizes}
 	var dst bytes.Buffer
-	n, err := CopyFromChannel(&dst, r)
+	n, err := Copy(&dst, r)
 	if err != nil || n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) {
 		t.Fatalf("copied %d bytes, err %v; equal %v", n, err, bytes.Equal(dst.Bytes(), data))
 	}
@@ -68,17 +68,17 @@ func (w failWriter) Write(p []byte) (int, error) {
 	return 0, errors.New("disk full")
 }
 
-func TestCopyFromChannelErrors(t *testing.T) {
-	if _, err := CopyFromChannel(failWriter{}, &chunkReader{data: []byte("abc")}); err == nil || err.Error() != "disk full" {
+func TestCopyErrors(t *testing.T) {
+	if _, err := Copy(failWriter{}, &chunkReader{data: []byte("abc")}); err == nil || err.Error() != "disk full" {
 		t.Fatalf("write error: %v", err)
 	}
-	if _, err := CopyFromChannel(failWriter{short: true}, &chunkReader{data: []byte("abcd")}); !errors.Is(err, io.ErrShortWrite) {
+	if _, err := Copy(failWriter{short: true}, &chunkReader{data: []byte("abcd")}); !errors.Is(err, io.ErrShortWrite) {
 		t.Fatalf("short write: %v", err)
 	}
 	readErr := errors.New("channel reset")
 	r := io.MultiReader(bytes.NewReader([]byte("xy")), iotestErr{readErr})
 	var dst bytes.Buffer
-	if n, err := CopyFromChannel(&dst, r); n != 2 || !errors.Is(err, readErr) {
+	if n, err := Copy(&dst, r); n != 2 || !errors.Is(err, readErr) {
 		t.Fatalf("read error: n=%d err=%v", n, err)
 	}
 }
