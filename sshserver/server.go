@@ -141,9 +141,10 @@ type Config struct {
 	// client's order decides among them). Nil means AES only, GCM then
 	// CTR: OpenSSH clients pick chacha20-poly1305 when it is offered,
 	// which x/crypto implements without assembly on amd64 at a fraction
-	// of AES's speed. With nil, a client whose identification says
-	// OpenSSH 6.2 or later is offered AES-GCM only, since OpenSSH would
-	// otherwise pick AES-CTR with an HMAC, the slower of the two.
+	// of AES's speed. With nil, a client whose KEXINIT offers AES-GCM
+	// is offered AES-GCM only, since OpenSSH would otherwise pick AES-CTR
+	// with an HMAC, the slower of the two; other clients get the whole
+	// list. A list set here is offered as is.
 	Ciphers []string
 
 	// AcceptEnv lists the environment variables a client may set with
