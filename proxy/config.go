@@ -8,7 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sallyport/sallyport/authapi"
 	"github.com/sallyport/sallyport/mux"
@@ -142,6 +146,13 @@ type Config struct {
 	DirectDialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
+	// SSHCiphers are the ciphers the proxy's SSH server (the jump host)
+	// offers; the client's order decides among them. Nil means AES only,
+	// GCM then CTR, and AES-GCM only to a client whose KEXINIT offers it
+	// (OpenSSH lists AES-CTR first, and CTR with its HMAC costs more per
+	// byte). A list set here is offered as is to every client; a name
+	// x/crypto does not implement fails New.
+	SSHCiphers []string
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -153,6 +164,18 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if len(cfg.AuthAddrs) == 0 {
 		return cfg, fmt.Errorf("%w: AuthAddrs is required", ErrInvalidConfig)
+	}
+	if cfg.SSHCiphers != nil {
+		if len(cfg.SSHCiphers) == 0 {
+			return cfg, fmt.Errorf("%w: SSHCiphers is empty (nil means the default list)", ErrInvalidConfig)
+		}
+		supported := ssh.SupportedAlgorithms().Ciphers
+		for _, name := range cfg.SSHCiphers {
+			if !slices.Contains(supported, name) {
+				return cfg, fmt.Errorf("%w: SSHCiphers: %q is not a supported cipher (supported: %s)", ErrInvalidConfig, name, strings.Join(supported, ", "))
+			}
+		}
+		cfg.SSHCiphers = slices.Clone(cfg.SSHCiphers)
 	}
 	if cfg.Credentials == nil && (cfg.JoinToken == "" || cfg.CAPin == "") {
 		return cfg, fmt.Errorf("%w: Credentials or JoinToken and CAPin are required", ErrInvalidConfig)

@@ -33,6 +33,8 @@ func TestConfigErrors(t *testing.T) {
 		{"not-a-proxy-identity", &proxy.Config{AuthAddrs: addrs, Credentials: agentCreds}, proxy.ErrInvalidConfig},
 		{"unknown-mode", &proxy.Config{AuthAddrs: addrs, JoinToken: "t", CAPin: "p", Mode: 7}, proxy.ErrInvalidConfig},
 		{"negative-timeout", &proxy.Config{AuthAddrs: addrs, JoinToken: "t", CAPin: "p", DialTimeout: -1}, proxy.ErrInvalidConfig},
+		{"empty-cipher-list", &proxy.Config{AuthAddrs: addrs, JoinToken: "t", CAPin: "p", SSHCiphers: []string{}}, proxy.ErrInvalidConfig},
+		{"unknown-cipher", &proxy.Config{AuthAddrs: addrs, JoinToken: "t", CAPin: "p", SSHCiphers: []string{"aes128-gcm@openssh.com", "rot13"}}, proxy.ErrInvalidConfig},
 		{"wrong-pin", &proxy.Config{AuthAddrs: addrs, JoinToken: c.token(t, authapi.RoleProxy), CAPin: "sha256:" + strings.Repeat("11", 32)}, authapi.ErrPinMismatch},
 		{"agent-token", &proxy.Config{AuthAddrs: addrs, JoinToken: c.token(t, authapi.RoleAgent), CAPin: c.auth.CAPin()}, proxy.ErrInvalidConfig},
 	}

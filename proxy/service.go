@@ -43,9 +43,11 @@ type Service struct {
 	webL    net.Listener
 	web     *http.Server
 	sshConf *ssh.ServerConfig
-	webTLS  *tls.Config
-	cache   *cache
-	limit   *limiter
+	// preferGCM: Config.SSHCiphers was nil (see sshutil.PreferGCM).
+	preferGCM bool
+	webTLS    *tls.Config
+	cache     *cache
+	limit     *limiter
 
 	cancel context.CancelFunc // ends the background tasks
 	wg     sync.WaitGroup     // background tasks, accept loops, audit emits
@@ -175,8 +177,13 @@ func New(ctx context.Context, cfg *Config) (*Service, error) {
 			}
 		},
 	}
+	ciphers := c.SSHCiphers
+	if ciphers == nil {
+		ciphers = sshutil.Ciphers
+		s.preferGCM = true
+	}
 	s.sshConf = &ssh.ServerConfig{
-		Config: ssh.Config{Ciphers: sshutil.Ciphers},
+		Config: ssh.Config{Ciphers: ciphers},
 		// PublicKeyCallback is set per connection (serveSSH).
 		ServerVersion: "SSH-2.0-sallyport-proxy",
 	}

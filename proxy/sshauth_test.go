@@ -91,4 +91,25 @@ func TestSSHHandshake(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("%d auth.failure events for 2 refused connections", n)
 	}
+	// A configured list is offered as is: with aes256-ctr alone, a
+	// GCM-only client finds no common cipher, and a client with both gets
+	// through to authentication.
+	pc := startProxy(t, c, proxy.Config{Mode: proxy.Separate, SSHCiphers: []string{ssh.CipherAES256CTR}})
+	for _, tc := range []struct {
+		ciphers []string
+		want    string
+	}{
+		{[]string{ssh.CipherAES128GCM}, "no common algorithm for client to server cipher"},
+		{[]string{ssh.CipherAES128GCM, ssh.CipherAES256CTR}, "unable to authenticate"},
+	} {
+		conf := &ssh.ClientConfig{User: "bob", Auth: []ssh.AuthMethod{ssh.PublicKeys(plain)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Config: ssh.Config{Ciphers: tc.ciphers}, Timeout: 10 * time.Second}
+		cl, err := ssh.Dial("tcp", pc.sshAddr, conf)
+		if err == nil {
+			cl.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("SSHCiphers [aes256-ctr], client offering %v: %v, want an error containing %q", tc.ciphers, err, tc.want)
+		}
+	}
 }

@@ -223,6 +223,9 @@ func (s *Service) serveSSH(ctx context.Context, c net.Conn) {
 		return perms, err
 	}
 	sc, chans, reqs, err := func() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+		if !s.preferGCM {
+			return ssh.NewServerConn(c, &conf)
+		}
 		vc, err := sshutil.PreferGCM(c, &conf, deadline)
 		if err != nil {
 			return nil, nil, nil, err
