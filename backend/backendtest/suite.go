@@ -122,6 +122,7 @@ func Run(t *testing.T, newBackend NewFunc, caps ...Capabilities) {
 		{"WatchPrefixes", s.testWatchPrefixes},
 		{"WatchEvents", s.testWatchEvents},
 		{"WatchNoEventLost", s.testWatchNoEventLost},
+		{"WatchSameKeyWriters", s.testWatchSameKeyWriters},
 		{"WatchFellBehind", s.testWatchFellBehind},
 		{"WatchClose", s.testWatchClose},
 		{"ContextCancellation", s.testContextCancellation},
@@ -1349,6 +1350,92 @@ func (s *suite) testWatchNoEventLost(t *testing.T) {
 	}
 	// The watcher of another prefix saw none of it.
 	noEvent(t, other, 10*time.Millisecond)
+}
+
+// testWatchSameKeyWriters: writers race on the same few keys, with Put
+// and CompareAndSwap. Whatever order the store gives them, the last event
+// of each key is what the store holds, value and revision, so a cache fed
+// by the watcher ends equal to the store.
+func (s *suite) testWatchSameKeyWriters(t *testing.T) {
+	b := s.open(t)
+	c := ctx(t)
+	n := s.caps.watchWrites() / 2
+	const writers, keys = 16, 4
+	w, err := b.NewWatcher(c, backend.Watch{Prefixes: [][]byte{[]byte("/race/")}, QueueSize: n + 100})
+	noErr(t, "new watcher", err)
+	defer w.Close()
+	waitInit(t, w)
+
+	var wg sync.WaitGroup
+	var done atomic.Int64 // writes that produced an event
+	errs := make(chan error, writers)
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += writers {
+				key := fmt.Appendf(nil, "/race/%d", i%keys)
+				value := []byte(strconv.Itoa(i))
+				if i%3 != 0 {
+					if _, err := b.Put(c, backend.Item{Key: key, Value: value}); err != nil {
+						errs <- err
+						return
+					}
+					done.Add(1)
+					continue
+				}
+				it, err := b.Get(c, key)
+				if errors.Is(err, backend.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, err = b.CompareAndSwap(c, backend.Item{Key: key, Revision: it.Revision}, backend.Item{Key: key, Value: value})
+				if err == nil {
+					done.Add(1)
+				} else if !errors.Is(err, backend.ErrCompareFailed) {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("write: %v", err)
+	}
+	last := map[string]backend.Item{}
+	deadline := time.After(2 * time.Minute)
+	for received := int64(0); received < done.Load(); {
+		select {
+		case ev, ok := <-w.Events():
+			if !ok {
+				t.Fatalf("watcher stopped after %d of %d events: %v", received, done.Load(), w.Err())
+			}
+			if ev.Type != backend.OpPut {
+				t.Fatalf("unexpected %v event", ev.Type)
+			}
+			if prev, ok := last[string(ev.Item.Key)]; ok && ev.Item.Revision <= prev.Revision {
+				t.Fatalf("%q: revision %d after %d", ev.Item.Key, ev.Item.Revision, prev.Revision)
+			}
+			last[string(ev.Item.Key)] = ev.Item
+			received++
+		case <-deadline:
+			t.Fatalf("received %d of %d events in 2 minutes", received, done.Load())
+		}
+	}
+	for k := 0; k < keys; k++ {
+		key := fmt.Sprintf("/race/%d", k)
+		it := mustGet(t, b, []byte(key))
+		ev := last[key]
+		if it.Revision != ev.Revision || !bytes.Equal(it.Value, ev.Value) {
+			t.Fatalf("%s: stored %q at revision %d, last event %q at revision %d", key, it.Value, it.Revision, ev.Value, ev.Revision)
+		}
+	}
+	noEvent(t, w, 10*time.Millisecond)
 }
 
 func (s *suite) testWatchFellBehind(t *testing.T) {

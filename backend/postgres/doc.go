@@ -87,6 +87,19 @@
 // the poll interval, so writes nobody watches cost no reads. Each
 // instance thus holds its pool's connections plus two.
 //
+// The writes to one key commit in revision order. Every write locks the
+// key's row, when there is one, before it takes its revision, so a write
+// that waited for another gets the higher revision. Two Puts or Creates
+// that both found no row race to insert it: the loser updates the row
+// only if its revision is the higher, and is otherwise ordered before the
+// winner (its event goes out at its revision, and the row keeps the
+// winner's item). So each key's last event is what its row holds, and a
+// cache fed by a watcher ends equal to the store. One interleaving is
+// left, in a window of microseconds: a Put of an absent key that took its
+// revision while two other writers inserted and then deleted that key
+// inserts its item after the delete, with an older revision, and the
+// watchers see the key deleted until its next write.
+//
 // Concurrent transactions may commit out of revision order: revision 11
 // can still be in flight when 12 is visible. The stream never delivers
 // past a missing revision while it may still commit: it waits at such a

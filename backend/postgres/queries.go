@@ -60,16 +60,27 @@ WHERE key >= $1::bytea AND key < $2::bytea AND LIVE ORDER BY key LIMIT $3`),
 		getRangeOpen: f(`SELECT key, value, revision, expires FROM KV
 WHERE key >= $1::bytea AND LIVE ORDER BY key LIMIT $2`),
 
-		put: f(`WITH rev AS (SELECT nextval(SEQ) AS r),
+		// Put and Create lock the key's row, when there is one, before
+		// they take their revision, so that a write that committed on
+		// the row in the meantime (a Delete, a sweep) has a lower one.
+		// Two writers that both found no row race to insert; the loser
+		// updates the winner's row only if its revision is the higher,
+		// and otherwise its write is ordered before the winner's: its
+		// event still goes out, at its revision, and the row keeps the
+		// winner's item. So a key's last event is what its row holds.
+		put: f(`WITH cur AS (SELECT key FROM KV WHERE key = $1::bytea FOR UPDATE),
+rev AS (SELECT nextval(SEQ) AS r WHERE (SELECT count(*) FROM cur) >= 0),
 up AS (INSERT INTO KV (key, value, revision, expires) SELECT $1::bytea, $2::bytea, r, $3::timestamptz FROM rev
-	ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, expires = EXCLUDED.expires),
+	ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, expires = EXCLUDED.expires
+	WHERE KV.revision < EXCLUDED.revision),
 ev AS (INSERT INTO EVENTS (revision, key, op, value, expires) SELECT r, $1::bytea, 1, $2::bytea, $3::timestamptz FROM rev)
 SELECT r FROM rev`),
 
-		create: f(`WITH rev AS (SELECT nextval(SEQ) AS r WHERE NOT EXISTS (SELECT 1 FROM KV WHERE key = $1::bytea AND LIVE)),
+		create: f(`WITH cur AS (SELECT LIVE AS live FROM KV WHERE key = $1::bytea FOR UPDATE),
+rev AS (SELECT nextval(SEQ) AS r WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live)),
 up AS (INSERT INTO KV (key, value, revision, expires) SELECT $1::bytea, $2::bytea, r, $3::timestamptz FROM rev
 	ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, expires = EXCLUDED.expires
-	WHERE KV.expires IS NOT NULL AND KV.expires <= now()
+	WHERE KV.expires IS NOT NULL AND KV.expires <= now() AND KV.revision < EXCLUDED.revision
 	RETURNING revision),
 ev AS (INSERT INTO EVENTS (revision, key, op, value, expires) SELECT revision, $1::bytea, 1, $2::bytea, $3::timestamptz FROM up)` + noop("up") + `
 SELECT revision FROM up`),
