@@ -128,6 +128,11 @@ type Common struct {
 	// DiagAddr is the listen address of the diagnostics endpoint
 	// (health, readiness, metrics); zero means off.
 	DiagAddr string `yaml:"diag_addr" check:"listen"`
+	// Ciphers are the SSH ciphers offered by the proxy's SSH server and
+	// the node's SSH service, in order of preference (the client's order
+	// decides among them). Zero means AES only, GCM then CTR, with AES-GCM
+	// alone offered to clients that have it.
+	Ciphers []string `yaml:"ciphers" check:"sshcipher"`
 }
 
 // JoinParams is "sallyport.join_params".

@@ -121,6 +121,7 @@
 //	  auth_server: auth.internal:3025  # auth service or its load balancer to join through; list or single value
 //	  proxy_server: proxy.example.com:443  # proxy or its public load balancer to join through; exclusive with auth_server
 //	  diag_addr: 127.0.0.1:3000  # diagnostics endpoint (health, readiness, metrics); default off
+//	  ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]  # SSH ciphers of the proxy and the node; default AES, GCM preferred
 //	  log:
 //	    severity: info           # debug | info | warn | error (upper case accepted); default info
 //	    format: text             # text | json; default text

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // validator checks a defaulted Config and attributes each problem to the
@@ -144,6 +146,10 @@ func (v *validator) check(path, rule, val string) {
 		}
 	case "name":
 		reason = checkName(val)
+	case "sshcipher":
+		if supported := ssh.SupportedAlgorithms().Ciphers; !oneOf(val, supported) {
+			reason = fmt.Sprintf("%s is not a supported SSH cipher (supported: %s)", quote(val), strings.Join(supported, ", "))
+		}
 	}
 	if reason != "" {
 		v.fail(path, ErrInvalid, "%s", reason)

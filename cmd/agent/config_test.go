@@ -28,6 +28,7 @@ func TestAgentConfig(t *testing.T) {
 		proxy, direct, token string
 		auth                 []string
 		labels               map[string]string
+		ciphers              []string
 	}{
 		{
 			name: "behind a firewall (HA guide agent)",
@@ -43,6 +44,19 @@ ssh_service:
   labels: {env: prod, team: data}
 `,
 			proxy: "proxy.example.com:443", token: "tok-from-file", labels: map[string]string{"env": "prod", "team": "data"},
+		},
+		{
+			name: "SSH ciphers",
+			yaml: `version: v3
+sallyport:
+  data_dir: ` + dir + `
+  join_params: {token_name: abc}
+  ca_pin: ` + pin + `
+  proxy_server: proxy.example.com:443
+  ciphers: [aes256-gcm@openssh.com, aes256-ctr]
+ssh_service: {enabled: yes}
+`,
+			proxy: "proxy.example.com:443", token: "abc", ciphers: []string{"aes256-gcm@openssh.com", "aes256-ctr"},
 		},
 		{
 			name: "single machine file: tunnel to the local proxy",
@@ -92,6 +106,9 @@ ssh_service:
 			}
 			if tc.labels != nil && !reflect.DeepEqual(ac.Labels, tc.labels) {
 				t.Fatalf("labels %v", ac.Labels)
+			}
+			if !reflect.DeepEqual(ac.SSH.Ciphers, tc.ciphers) {
+				t.Fatalf("SSH ciphers %v, want %v", ac.SSH.Ciphers, tc.ciphers)
 			}
 			if ac.NodeName != cfg.Common.NodeName || ac.NodeName == "" {
 				t.Fatalf("node name %q", ac.NodeName)

@@ -135,6 +135,9 @@ func agentConfig(cfg *config.Config) (*agent.Config, error) {
 		NodeName:  cfg.Common.NodeName,
 		Labels:    s.Labels,
 	}
+	if len(cfg.Common.Ciphers) > 0 {
+		ac.SSH.Ciphers = append([]string(nil), cfg.Common.Ciphers...)
+	}
 	if len(cfg.Common.CAPins) > 0 {
 		ac.CAPin = cfg.Common.CAPins[0]
 	}

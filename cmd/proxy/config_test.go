@@ -30,6 +30,7 @@ sallyport:
   join_params: {token_name: tok123}
   ca_pin: sha256:2f3a7c1e4b5d6a7f8e9d0c1b2a3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f
   auth_server: [auth.internal:3025]
+  ciphers: aes128-gcm@openssh.com
 proxy_service:
   enabled: yes
   web_listen_addr: 0.0.0.0:443
@@ -45,6 +46,9 @@ proxy_service:
 				}
 				if strings.Join(pc.AuthAddrs, ",") != "auth.internal:3025" || pc.NodeName != "proxy-1" {
 					t.Errorf("auth %v node %q", pc.AuthAddrs, pc.NodeName)
+				}
+				if strings.Join(pc.SSHCiphers, ",") != "aes128-gcm@openssh.com" {
+					t.Errorf("SSH ciphers %v", pc.SSHCiphers)
 				}
 				if pc.Mode != proxy.Multiplex || pc.WebListenAddr != "0.0.0.0:443" || strings.Join(pc.PublicAddrs, ",") != "proxy.example.com:443" {
 					t.Errorf("listen %v %q %v", pc.Mode, pc.WebListenAddr, pc.PublicAddrs)
@@ -154,6 +158,7 @@ func TestFileErrors(t *testing.T) {
 		{"unknown key", "version: v3\nsallyport:\n  data_dir: /x\nproxy_service:\n  web_listen: 1.2.3.4:1\n", "bad.yaml:5: proxy_service.web_listen: unknown key"},
 		{"bad value", "version: v3\nsallyport:\n  data_dir: /x\nauth_service: {enabled: yes}\nproxy_service:\n  proxy_listener_mode: sideways\n", "bad.yaml:6"},
 		{"section off", "version: v3\nsallyport:\n  data_dir: /x\nauth_service: {enabled: yes}\n", "proxy_service is not enabled"},
+		{"unknown cipher", "version: v3\nsallyport:\n  data_dir: /x\n  ciphers: [aes128-gcm@openssh.com, rot13]\nauth_service: {enabled: yes}\nproxy_service: {enabled: yes}\n", `bad.yaml:4: sallyport.ciphers[1]: "rot13" is not a supported SSH cipher`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -156,6 +156,9 @@ func proxyConfig(cfg *config.Config) (*proxy.Config, *daemon.KeyPairs, error) {
 		TunnelListenAddr: p.TunnelListenAddr,
 		PublicAddrs:      append([]string(nil), p.PublicAddrs...),
 	}
+	if len(cfg.Common.Ciphers) > 0 {
+		pc.SSHCiphers = append([]string(nil), cfg.Common.Ciphers...)
+	}
 	if len(pc.AuthAddrs) == 0 {
 		return nil, nil, errors.New("sallyport.auth_server: the proxy service calls the auth service directly; name its address (a proxy cannot join through another proxy)")
 	}
