@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
+	"github.com/sallyport/sallyport/internal/sshutil"
 )
 
 // validator checks a defaulted Config and attributes each problem to the
@@ -147,8 +147,8 @@ func (v *validator) check(path, rule, val string) {
 	case "name":
 		reason = checkName(val)
 	case "sshcipher":
-		if supported := ssh.SupportedAlgorithms().Ciphers; !oneOf(val, supported) {
-			reason = fmt.Sprintf("%s is not a supported SSH cipher (supported: %s)", quote(val), strings.Join(supported, ", "))
+		if err := sshutil.CheckCipher(val); err != nil {
+			reason = err.Error()
 		}
 	}
 	if reason != "" {

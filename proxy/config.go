@@ -8,13 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
-	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/sallyport/sallyport/authapi"
+	"github.com/sallyport/sallyport/internal/sshutil"
 	"github.com/sallyport/sallyport/mux"
 )
 
@@ -165,17 +162,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if len(cfg.AuthAddrs) == 0 {
 		return cfg, fmt.Errorf("%w: AuthAddrs is required", ErrInvalidConfig)
 	}
-	if cfg.SSHCiphers != nil {
-		if len(cfg.SSHCiphers) == 0 {
-			return cfg, fmt.Errorf("%w: SSHCiphers is empty (nil means the default list)", ErrInvalidConfig)
-		}
-		supported := ssh.SupportedAlgorithms().Ciphers
-		for _, name := range cfg.SSHCiphers {
-			if !slices.Contains(supported, name) {
-				return cfg, fmt.Errorf("%w: SSHCiphers: %q is not a supported cipher (supported: %s)", ErrInvalidConfig, name, strings.Join(supported, ", "))
-			}
-		}
-		cfg.SSHCiphers = slices.Clone(cfg.SSHCiphers)
+	if err := sshutil.CheckCiphers(cfg.SSHCiphers); err != nil {
+		return cfg, fmt.Errorf("%w: SSHCiphers: %w", ErrInvalidConfig, err)
 	}
 	if cfg.Credentials == nil && (cfg.JoinToken == "" || cfg.CAPin == "") {
 		return cfg, fmt.Errorf("%w: Credentials or JoinToken and CAPin are required", ErrInvalidConfig)

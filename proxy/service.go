@@ -177,11 +177,8 @@ func New(ctx context.Context, cfg *Config) (*Service, error) {
 			}
 		},
 	}
-	ciphers := c.SSHCiphers
-	if ciphers == nil {
-		ciphers = sshutil.Ciphers
-		s.preferGCM = true
-	}
+	var ciphers []string
+	ciphers, s.preferGCM = sshutil.ServerCiphers(c.SSHCiphers)
 	s.sshConf = &ssh.ServerConfig{
 		Config: ssh.Config{Ciphers: ciphers},
 		// PublicKeyCallback is set per connection (serveSSH).

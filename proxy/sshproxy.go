@@ -222,16 +222,7 @@ func (s *Service) serveSSH(ctx context.Context, c net.Conn) {
 		}
 		return perms, err
 	}
-	sc, chans, reqs, err := func() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
-		if !s.preferGCM {
-			return ssh.NewServerConn(c, &conf)
-		}
-		vc, err := sshutil.PreferGCM(c, &conf, deadline)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		return ssh.NewServerConn(vc, &conf)
-	}()
+	sc, chans, reqs, err := sshutil.NewServerConn(c, &conf, deadline, s.preferGCM)
 	if err != nil {
 		s.log.Debug("proxy: ssh handshake failed", "client", c.RemoteAddr(), "err", err)
 		s.auditAuthFailures(c.RemoteAddr(), failures)

@@ -72,15 +72,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) error {
 	cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 		return s.publicKeyCallback(ctx, meta, key)
 	}
-	conn := nc
-	if s.preferGCM {
-		var err error
-		if conn, err = sshutil.PreferGCM(nc, &cfg, deadline); err != nil {
-			s.log.Debug("sshserver: handshake failed", "remote", remote, "err", err)
-			return err
-		}
-	}
-	sconn, chans, reqs, err := ssh.NewServerConn(conn, &cfg)
+	sconn, chans, reqs, err := sshutil.NewServerConn(nc, &cfg, deadline, s.preferGCM)
 	if err != nil {
 		s.log.Debug("sshserver: handshake failed", "remote", remote, "err", err)
 		var sae *ssh.ServerAuthError

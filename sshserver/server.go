@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,12 +298,12 @@ func New(cfg *Config) (*Server, error) {
 		IsUserAuthority:          s.isUserAuthority,
 		SupportedCriticalOptions: []string{OptForceCommand, OptSourceAddress},
 	}
-	ciphers := c.Ciphers
-	if ciphers == nil {
-		ciphers = sshutil.Ciphers
-		s.preferGCM = true
+	if err := sshutil.CheckCiphers(c.Ciphers); err != nil {
+		return nil, fmt.Errorf("%w: Ciphers: %w", ErrConfig, err)
 	}
-	s.sshCfg = &ssh.ServerConfig{ServerVersion: "SSH-2.0-sallyport", Config: ssh.Config{Ciphers: slices.Clone(ciphers)}}
+	var ciphers []string
+	ciphers, s.preferGCM = sshutil.ServerCiphers(c.Ciphers)
+	s.sshCfg = &ssh.ServerConfig{ServerVersion: "SSH-2.0-sallyport", Config: ssh.Config{Ciphers: ciphers}}
 	if c.HostCert != nil {
 		if c.HostCert.CertType != ssh.HostCert {
 			return nil, fmt.Errorf("%w: HostCert is not a host certificate", ErrConfig)

@@ -43,6 +43,8 @@ func TestNewValidates(t *testing.T) {
 		{name: "user cert as host cert", cfg: &sshserver.Config{HostKey: key, HostCert: userCert, UserCAs: []ssh.PublicKey{ca.PublicKey()}}},
 		{name: "host cert of another key", cfg: &sshserver.Config{HostKey: key, HostCert: otherHost, UserCAs: []ssh.PublicKey{ca.PublicKey()}}},
 		{name: "negative idle timeout", cfg: &sshserver.Config{HostKey: key, UserCAs: []ssh.PublicKey{ca.PublicKey()}, IdleTimeout: -1}},
+		{name: "empty cipher list", cfg: &sshserver.Config{HostKey: key, UserCAs: []ssh.PublicKey{ca.PublicKey()}, Ciphers: []string{}}},
+		{name: "unknown cipher", cfg: &sshserver.Config{HostKey: key, UserCAs: []ssh.PublicKey{ca.PublicKey()}, Ciphers: []string{"rot13"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

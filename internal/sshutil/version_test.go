@@ -232,3 +232,28 @@ func FuzzClientCiphers(f *testing.F) {
 		}
 	})
 }
+
+func TestServerCiphers(t *testing.T) {
+	if c, prefer := ServerCiphers(nil); !slices.Equal(c, Ciphers) || !prefer {
+		t.Fatalf("default: %v, prefer %v", c, prefer)
+	}
+	set := []string{ssh.CipherAES256CTR}
+	if c, prefer := ServerCiphers(set); !slices.Equal(c, set) || prefer {
+		t.Fatalf("configured: %v, prefer %v", c, prefer)
+	}
+	for _, tt := range []struct {
+		names []string
+		want  string
+	}{
+		{nil, ""},
+		{Ciphers, ""},
+		{[]string{ssh.CipherChaCha20Poly1305}, ""},
+		{[]string{}, "empty"},
+		{[]string{ssh.CipherAES128GCM, "rot13"}, `"rot13" is not a supported SSH cipher (supported: `},
+	} {
+		err := CheckCiphers(tt.names)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckCiphers(%q) = %v, want %q", tt.names, err, tt.want)
+		}
+	}
+}
