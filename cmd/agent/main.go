@@ -31,16 +31,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, opts, err := daemon.Setup("agent", args, stderr, "ssh_service", func(c *config.Config) bool { return c.SSH.Enabled })
+	p, err := daemon.Start("agent", args, stderr, "ssh_service", func(c *config.Config) bool { return c.SSH.Enabled })
 	if err != nil {
 		return err
 	}
-	log := daemon.NewLogger(stderr, cfg.Common.Log.Severity, cfg.Common.Log.Format)
-	removePID, err := daemon.WritePIDFile(opts.PIDFile)
-	if err != nil {
-		return err
-	}
-	defer removePID()
+	defer p.Close()
+	cfg, opts, log := p.Config, p.Options, p.Log
 
 	ac, err := agentConfig(cfg)
 	if err != nil {
@@ -96,14 +92,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		sup.stop(context.Background())
 		return err
 	}
-	if diag != nil {
-		diag.SetDraining()
-	}
-	dctx, dcancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
-	defer dcancel()
-	if err := sup.stop(dctx); err != nil {
-		log.Warn("drain ended by timeout; remaining sessions closed", "err", err)
-	}
+	p.Drain(diag, "sessions", sup.stop)
 	stopSup()
 	if err := <-errc; err != nil {
 		return err

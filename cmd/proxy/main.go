@@ -28,16 +28,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, opts, err := daemon.Setup("proxy", args, stderr, "proxy_service", func(c *config.Config) bool { return c.Proxy.Enabled })
+	p, err := daemon.Start("proxy", args, stderr, "proxy_service", func(c *config.Config) bool { return c.Proxy.Enabled })
 	if err != nil {
 		return err
 	}
-	log := daemon.NewLogger(stderr, cfg.Common.Log.Severity, cfg.Common.Log.Format)
-	removePID, err := daemon.WritePIDFile(opts.PIDFile)
-	if err != nil {
-		return err
-	}
-	defer removePID()
+	defer p.Close()
+	cfg, opts, log := p.Config, p.Options, p.Log
 
 	pc, kp, err := proxyConfig(cfg)
 	if err != nil {
@@ -93,14 +89,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	if diag != nil {
-		diag.SetDraining()
-	}
-	dctx, dcancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
-	defer dcancel()
-	if err := svc.Shutdown(dctx); err != nil {
-		log.Warn("drain ended by timeout; remaining connections closed", "err", err)
-	}
+	p.Drain(diag, "connections", svc.Shutdown)
 	if err := <-errc; err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 		return err
 	}

@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -49,4 +51,47 @@ func Setup(name string, args []string, stderr io.Writer, section string, enabled
 		return nil, nil, fmt.Errorf("%s is not enabled in the configuration (add \"%s: {enabled: yes}\")", section, section)
 	}
 	return cfg, o, nil
+}
+
+// Process is a started binary: its configuration, its flags, its logger
+// and its PID file.
+type Process struct {
+	Config    *config.Config
+	Options   *Options
+	Log       *slog.Logger
+	removePID func()
+}
+
+// Start is Setup, then the logger the configuration asks for and the PID
+// file of -pid-file. Close the Process when the binary ends.
+func Start(name string, args []string, stderr io.Writer, section string, enabled func(*config.Config) bool) (*Process, error) {
+	cfg, opts, err := Setup(name, args, stderr, section, enabled)
+	if err != nil {
+		return nil, err
+	}
+	log := NewLogger(stderr, cfg.Common.Log.Severity, cfg.Common.Log.Format)
+	removePID, err := WritePIDFile(opts.PIDFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{Config: cfg, Options: opts, Log: log, removePID: removePID}, nil
+}
+
+// Close removes the PID file.
+func (p *Process) Close() { p.removePID() }
+
+// Drain is the graceful end after SIGTERM: it marks diag (when not nil)
+// draining, so that load balancers stop sending new clients, and calls
+// stop with a context that ends after -drain-timeout. what names, in the
+// log line of a drain the timeout cut short, what was closed then
+// ("sessions", "connections").
+func (p *Process) Drain(diag *Diag, what string, stop func(context.Context) error) {
+	if diag != nil {
+		diag.SetDraining()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.Options.DrainTimeout)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		p.Log.Warn("drain ended by timeout; remaining "+what+" closed", "err", err)
+	}
 }

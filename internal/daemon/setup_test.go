@@ -1,9 +1,11 @@
 package daemon_test
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +64,44 @@ func TestSetup(t *testing.T) {
 			}
 			tc.check(t, cfg, o)
 		})
+	}
+}
+
+// TestStartAndDrain: Start writes the PID file and Close removes it;
+// Drain marks the diagnostics endpoint draining and logs a drain that the
+// timeout cut short.
+func TestStartAndDrain(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("version: v3\nauth_service:\n  cluster_name: example.test\nproxy_service:\n  enabled: yes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SALLYPORT_CONFIG", "")
+	pid := filepath.Join(dir, "p.pid")
+	var logs strings.Builder
+	p, err := daemon.Start("proxy", []string{"-config", file, "-pid-file", pid, "-drain-timeout", "20ms"}, &logs, "proxy_service",
+		func(c *config.Config) bool { return c.Proxy.Enabled })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(pid); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+		t.Fatalf("PID file %q, %v", b, err)
+	}
+	diag := daemon.NewDiag(daemon.DiagConfig{Logger: p.Log})
+	var deadline time.Time
+	p.Drain(diag, "sessions", func(ctx context.Context) error {
+		deadline, _ = ctx.Deadline()
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if err := diag.ReadyErr(); err == nil {
+		t.Error("diag ready after Drain, want draining")
+	}
+	if deadline.IsZero() || !strings.Contains(logs.String(), "drain ended by timeout; remaining sessions closed") {
+		t.Errorf("deadline %v, logs %q", deadline, logs.String())
+	}
+	p.Close()
+	if _, err := os.Stat(pid); !os.IsNotExist(err) {
+		t.Fatalf("PID file after Close: %v", err)
 	}
 }
