@@ -3,18 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,69 +20,41 @@ import (
 	"time"
 
 	"github.com/sallyport/sallyport/internal/daemon"
+	"github.com/sallyport/sallyport/internal/testpki"
 )
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
 
 // testCA issues web certificates for the proxy.
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	*testpki.CA
 	file string // PEM of the CA certificate
 }
 
 func newCA(t testing.TB, dir string) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test web CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, file: filepath.Join(dir, "web-ca.pem")}
-	if err := os.WriteFile(ca.file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	ca := &testCA{CA: testpki.NewCA(t, "test web CA"), file: filepath.Join(dir, "web-ca.pem")}
+	if err := os.WriteFile(ca.file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return ca
 }
 
 // writeKeyPair writes proxy.crt and proxy.key into dir for cn (and
-// 127.0.0.1, localhost), signed by ca, or self-signed when ca is nil.
+// 127.0.0.1, localhost), signed by ca, or by a throwaway CA when ca is nil.
 func writeKeyPair(t testing.TB, dir string, ca *testCA, cn string) daemon.KeyPairFiles {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		DNSNames: []string{cn, "localhost", "proxy.e2e.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	parent, signer := tmpl, any(key)
+	issuer := testpki.NewCA(t, "throwaway web CA")
 	if ca != nil {
-		parent, signer = ca.cert, ca.key
+		issuer = ca.CA
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certPEM, keyPEM := testpki.PEM(t, issuer.Issue(t, cn, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, cn, "localhost", "proxy.e2e.test", "127.0.0.1"))
 	f := daemon.KeyPairFiles{CertFile: filepath.Join(dir, "proxy.crt"), KeyFile: filepath.Join(dir, "proxy.key")}
 	// Written through renames, as a certificate manager would.
 	for _, w := range []struct {
 		path string
 		data []byte
-	}{{f.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}, {f.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}} {
+	}{{f.KeyFile, keyPEM}, {f.CertFile, certPEM}} {
 		if err := os.WriteFile(w.path+".new", w.data, 0o600); err != nil {
 			t.Fatal(err)
 		}
