@@ -78,18 +78,23 @@
 // with synchronous_commit off (a NOTIFY takes a transaction ID, and its
 // commit would otherwise wait for a WAL flush). It also polls every
 // PollInterval, so a lost notification only delays events. An instance
-// sends at most one NOTIFY every 2 ms, for all the writes in between: a
+// sends at most one NOTIFY every 2 ms, for all the writes in between, and
+// one every 10 ms while more than two writes come in each interval: a
 // write after a quiet spell wakes the watchers of every instance at
-// once, and during a stream of writes their events come up to about 3 ms
-// later (a NOTIFY per write cost a fifth of the write throughput, and
-// one read of the change table per write on every instance). While an
+// once, a trickle of writes reaches them within about 3 ms, and a
+// sustained stream within about 11 ms (a NOTIFY per write cost a fifth
+// of the write throughput, and one read of the change table per write on
+// every instance). While an
 // instance has no watchers its stream does not read on wake-ups, only at
 // the poll interval, so writes nobody watches cost no reads. Each
 // instance thus holds its pool's connections plus two.
 //
 // The writes to one key commit in revision order. Every write locks the
 // key's row, when there is one, before it takes its revision, so a write
-// that waited for another gets the higher revision. Two Puts or Creates
+// that waited for another gets the higher revision. The one exception is
+// a compare-and-swap on the revision, which takes its revision first and
+// needs no separate lock: any write that commits on the row before it
+// changes the row's revision, so its condition then fails. Two Puts or Creates
 // that both found no row race to insert it: the loser updates the row
 // only if its revision is the higher, and is otherwise ordered before the
 // winner (its event goes out at its revision, and the row keeps the
@@ -135,6 +140,29 @@
 // committed before NewWatcher was called, so its first event after
 // OpInit is newer than anything a read after NewWatcher could miss.
 //
+// # Concurrent writes
+//
+// A single-key write (Create, Put, Update, CompareAndSwap, Delete,
+// KeepAlive) is one statement. When no other write of the instance is in
+// flight it goes to the database at once. Writes that come while others
+// are in flight queue, and up to half the pool's connections (one to
+// four) each send up to 64 queued writes in one round trip as one
+// transaction, sorted by key. Each write still takes its own revision
+// and locks only its own key, so the outcome is that of running them one
+// after the other; they become visible together. Under concurrent writers
+// that saves most of a write's cost (its own transaction, commit record,
+// round trip and system calls): with 16 callers, Put and CompareAndSwap
+// run at one and a half to two times the rate of the same statements sent
+// one per round trip. When the server refuses one statement (it then
+// rolls the transaction back, so nothing of the batch is written), each
+// write of the batch is run again alone and gets its own outcome; when
+// the connection fails, every write of the batch gets the error, its
+// outcome unknown, as a lone write's would be. Sorting by key keeps a
+// batch from deadlocking with another batch, an AtomicWrite or a
+// DeleteRange, which all lock in key order. A caller whose context ends
+// while its write is queued returns at once, and the write is not sent
+// if its batch had not started; a batch that has started runs to its end.
+//
 // # Expiry and pruning
 //
 // Expired items are invisible to reads at once (expires > now() in every
@@ -153,9 +181,10 @@
 //
 // # Lifecycle
 //
-// Open checks the connection and the tables and starts four goroutines:
-// the change stream, the NOTIFY sender, the expiry sweep and the pruning.
-// Close stops them, closes the watchers with backend.ErrClosed and closes
+// Open checks the connection and the tables and starts its goroutines:
+// the change stream, the NOTIFY sender, the expiry sweep, the pruning
+// and the batch committers. Close stops them (writes still queued fail
+// with backend.ErrClosed; a batch already sent runs to its end), closes the watchers with backend.ErrClosed and closes
 // the pool if Open created it; a second Close returns an error wrapping
 // backend.ErrClosed.
 //

@@ -123,6 +123,8 @@ type Backend struct {
 	progress chan struct{} // closed and replaced when pos advances
 	kick     chan struct{}
 	notify   chan struct{} // a pending wake-up for the change streams
+	writes   atomic.Int64  // writes since the last NOTIFY
+	w        writeQueue    // single-key writes waiting for a batch
 	closeErr error
 }
 
@@ -158,7 +160,12 @@ func Open(ctx context.Context, cfg *Config) (*Backend, error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.wg.Add(4)
+	b.w.wake = make(chan struct{}, 1)
+	n := committers(b.pool.Config().MaxConns)
+	b.wg.Add(4 + n)
+	for range n {
+		go b.committer(bg)
+	}
 	go b.notifyLoop(bg)
 	go b.tailLoop(bg)
 	go b.sweepLoop(bg)
@@ -353,21 +360,19 @@ func (b *Backend) GetRange(ctx context.Context, start, end []byte, limit int) (b
 }
 
 // writeOne runs a single-statement write that returns the new revision, or
-// no row when its condition did not hold.
+// no row when its condition did not hold, alone or in a batch (batch.go).
 func (b *Backend) writeOne(ctx context.Context, op, sql string, key []byte, args ...any) (int64, bool, error) {
 	if err := b.checkOpen(op); err != nil {
 		return 0, false, err
 	}
-	var rev int64
-	err := b.pool.QueryRow(ctx, sql, args...).Scan(&rev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
-	}
+	rev, ok, err := b.write(ctx, sql, key, args)
 	if err != nil {
 		return 0, false, wrap(op, key, err)
 	}
-	b.changed()
-	return rev, true, nil
+	if ok {
+		b.changed()
+	}
+	return rev, ok, nil
 }
 
 // Create implements backend.Backend.

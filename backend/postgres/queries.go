@@ -4,9 +4,10 @@ import "strings"
 
 // queries holds the driver's SQL with the object names filled in.
 //
-// Every single-key write is one statement (one round trip, its own
-// transaction). Each takes its revision from the sequence only once its
-// condition holds (a row locked FOR UPDATE, or NOT EXISTS), and writes its
+// Every single-key write is one statement: alone, one round trip and its
+// own transaction, or one of a batch's (batch.go). Each but the swap on a
+// revision takes its revision from the sequence only once its condition
+// holds (a row locked FOR UPDATE, or NOT EXISTS), and each writes its
 // change-table row in the same statement. When a statement takes a
 // revision but then writes nothing (a concurrent Create won the race), it
 // writes a no-op change row instead, so the change stream never waits for
@@ -85,9 +86,20 @@ up AS (INSERT INTO KV (key, value, revision, expires) SELECT $1::bytea, $2::byte
 ev AS (INSERT INTO EVENTS (revision, key, op, value, expires) SELECT revision, $1::bytea, 1, $2::bytea, $3::timestamptz FROM up)` + noop("up") + `
 SELECT revision FROM up`),
 
-		update:      condUpdate(""),
-		casRevision: condUpdate(" AND revision = $4::bigint"),
-		casValue:    condUpdate(" AND value = $4::bytea"),
+		update:   condUpdate(""),
+		casValue: condUpdate(" AND value = $4::bytea"),
+		// A swap on the revision needs no lock before its revision is
+		// taken: every write that commits on the row in the meantime
+		// gives it a new revision, so the condition then fails (a no-op
+		// fills the revision taken), and when the condition holds the
+		// row's revision is the one the caller read, which is lower
+		// than any revision taken after that read. One lookup, no
+		// separate row lock.
+		casRevision: f(`WITH rev AS (SELECT nextval(SEQ) AS r),
+up AS (UPDATE KV SET value = $2::bytea, revision = rev.r, expires = $3::timestamptz FROM rev
+	WHERE KV.key = $1::bytea AND KV.revision = $4::bigint AND LIVE RETURNING KV.revision),
+ev AS (INSERT INTO EVENTS (revision, key, op, value, expires) SELECT revision, $1::bytea, 1, $2::bytea, $3::timestamptz FROM up)` + noop("up") + `
+SELECT revision FROM up`),
 
 		keepAlive: f(`WITH cur AS (SELECT key FROM KV WHERE key = $1::bytea AND LIVE FOR UPDATE),
 rev AS (SELECT nextval(SEQ) AS r FROM cur),
