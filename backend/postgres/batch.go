@@ -26,8 +26,10 @@ import (
 // Each statement still takes its own revision and locks only its own
 // key, so the outcome is that of running the writes one after the other.
 // A batch is sorted by key (stably, so two writes to one key keep their
-// order), so two batches, or a batch and an AtomicWrite or a DeleteRange,
-// which lock in key order too, never deadlock.
+// order), so two batches, or a batch and a DeleteRange, which locks in
+// key order too, never deadlock. (An AtomicWrite that creates some of its
+// keys locks those first; a deadlock with it is broken by the server, and
+// the refused side reruns.)
 //
 // When the server reports an error for a statement, it rolls the whole
 // transaction back, so nothing of the batch was written: each write is

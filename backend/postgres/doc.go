@@ -158,8 +158,11 @@
 // write of the batch is run again alone and gets its own outcome; when
 // the connection fails, every write of the batch gets the error, its
 // outcome unknown, as a lone write's would be. Sorting by key keeps a
-// batch from deadlocking with another batch, an AtomicWrite or a
-// DeleteRange, which all lock in key order. A caller whose context ends
+// batch from deadlocking with another batch or a DeleteRange, which lock
+// in key order too. An AtomicWrite that creates some of its keys can
+// still deadlock with a batch; PostgreSQL then refuses one of them after
+// its deadlock_timeout, and a refused batch reruns its writes alone, as
+// a refused AtomicWrite is retried. A caller whose context ends
 // while its write is queued returns at once, and the write is not sent
 // if its batch had not started; a batch that has started runs to its end.
 //
