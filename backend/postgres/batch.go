@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,7 +37,10 @@ import (
 // then run alone and gets its own outcome. When the connection fails
 // instead, the outcome of every write in the batch is unknown, as for a
 // lone write whose connection fails, and each gets the error.
-const maxBatch = 64
+const (
+	maxBatch     = 64
+	batchTimeout = 30 * time.Second // see runBatch
+)
 
 type writeReq struct {
 	ctx  context.Context
@@ -188,26 +192,17 @@ func (b *Backend) runBatch(ctx context.Context, reqs []*writeReq) {
 	}
 	// The batch runs to its end whatever its callers' contexts do (each
 	// caller stops waiting at its own deadline) and whether or not the
-	// backend closes meanwhile. It has no deadline of its own: with a
-	// context that could end, batches whose connection broke left pgx
-	// context-watcher goroutines behind (seen in TestServerRestart);
-	// with one that cannot, pgx starts none.
+	// backend closes meanwhile, with a context that cannot end: with one
+	// that could, batches whose connection broke left pgx context-watcher
+	// goroutines behind (seen in TestServerRestart), and with one that
+	// cannot, pgx starts none. Its deadline (b.batchTimeout) is set on
+	// the connection's socket instead; when it passes, the connection is
+	// closed, the server is asked to cancel the batch, and every write of
+	// the batch gets the timeout, its outcome unknown (the cancel may
+	// come after the commit).
+	bctx := context.WithoutCancel(ctx)
 	res := make([]writeRes, len(live))
-	br := b.pool.SendBatch(context.WithoutCancel(ctx), batch)
-	var failed error
-	for i := range res {
-		err := br.QueryRow().Scan(&res[i].rev)
-		switch {
-		case err == nil:
-			res[i].ok = true
-		case errors.Is(err, pgx.ErrNoRows):
-		case failed == nil:
-			failed = err
-		}
-	}
-	if err := br.Close(); err != nil && failed == nil {
-		failed = err
-	}
+	failed := b.sendBatch(bctx, batch, res)
 	var pe *pgconn.PgError
 	switch {
 	case failed == nil:
@@ -225,4 +220,40 @@ func (b *Backend) runBatch(ctx context.Context, reqs []*writeReq) {
 			r.res <- writeRes{err: failed}
 		}
 	}
+}
+
+// sendBatch sends one batch on a connection of the pool with a deadline
+// on its socket, and fills res; it returns the first error.
+func (b *Backend) sendBatch(ctx context.Context, batch *pgx.Batch, res []writeRes) error {
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	sock := conn.Conn().PgConn().Conn()
+	sock.SetDeadline(time.Now().Add(b.batchTimeout))
+	br := conn.SendBatch(ctx, batch)
+	var failed error
+	for i := range res {
+		err := br.QueryRow().Scan(&res[i].rev)
+		switch {
+		case err == nil:
+			res[i].ok = true
+		case errors.Is(err, pgx.ErrNoRows):
+		case failed == nil:
+			failed = err
+		}
+	}
+	if err := br.Close(); err != nil && failed == nil {
+		failed = err
+	}
+	sock.SetDeadline(time.Time{}) // an error here means pgx closed it: the pool drops it
+	if pgconn.Timeout(failed) {
+		// The whole batch, its commit included, was sent: the server
+		// would go on and may commit it later. Ask it to cancel.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn.Conn().PgConn().CancelRequest(cctx)
+		cancel()
+	}
+	return failed
 }

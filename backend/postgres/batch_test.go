@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sallyport/sallyport/backend"
@@ -155,4 +156,69 @@ func TestBatchConcurrentWriters(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes, %d batches of more than one", writers*each, b.w.batches.Load())
+}
+
+// TestBatchDeadline holds a row lock from another connection so that a
+// batch waits on it: the batch fails at its deadline with a timeout for
+// every write, the server cancels it so it writes nothing, and the
+// backend goes on once the lock is gone.
+func TestBatchDeadline(t *testing.T) {
+	b := openBatchTest(t)
+	ctx := backendtest.Context(t)
+	b.batchTimeout = 300 * time.Millisecond
+	if _, err := b.Put(ctx, backend.Item{Key: []byte("/held"), Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, b.pool.Config().ConnConfig.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+b.n.kv+` WHERE key = $1 FOR UPDATE`, []byte("/held")); err != nil {
+		t.Fatal(err)
+	}
+	reqs := []*writeReq{putReq(b, "/held", "one", time.Time{}), putReq(b, "/held", "two", time.Time{})}
+	b.runBatch(ctx, append([]*writeReq(nil), reqs...))
+	for i, r := range reqs {
+		if res := <-r.res; !pgconn.Timeout(res.err) {
+			t.Fatalf("write %d: %+v, want a timeout", i, res)
+		}
+	}
+	// The driver asked the server to cancel the batch: wait until no
+	// session waits for the lock any more, then let it go.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the timed-out batch still waits for the lock 10 s after its cancel")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := b.Get(ctx, []byte("/held")); err != nil || string(it.Value) != "before" {
+		t.Fatalf("/held = %q, %v; want before (the batch timed out and was cancelled)", it.Value, err)
+	}
+	// The pool dropped the timed-out connection; writes go on.
+	reqs = []*writeReq{putReq(b, "/held", "after", time.Time{}), putReq(b, "/other", "x", time.Time{})}
+	b.runBatch(ctx, append([]*writeReq(nil), reqs...))
+	for i, r := range reqs {
+		if res := <-r.res; res.err != nil || !res.ok {
+			t.Fatalf("write %d after the lock: %+v", i, res)
+		}
+	}
+	if it, err := b.Get(ctx, []byte("/held")); err != nil || string(it.Value) != "after" {
+		t.Fatalf("/held = %q, %v; want after", it.Value, err)
+	}
 }

@@ -164,7 +164,10 @@
 // its deadlock_timeout, and a refused batch reruns its writes alone, as
 // a refused AtomicWrite is retried. A caller whose context ends
 // while its write is queued returns at once, and the write is not sent
-// if its batch had not started; a batch that has started runs to its end.
+// if its batch had not started. A batch that has started runs to its end,
+// for up to 30 seconds: then its connection is closed, the server is
+// asked to cancel it, and each of its writes fails with a timeout, its
+// outcome unknown (the cancel may come after the commit).
 //
 // # Expiry and pruning
 //

@@ -125,7 +125,9 @@ type Backend struct {
 	notify   chan struct{} // a pending wake-up for the change streams
 	writes   atomic.Int64  // writes since the last NOTIFY
 	w        writeQueue    // single-key writes waiting for a batch
-	closeErr error
+	// batchTimeout bounds a batch once sent (batchTimeout; tests shorten it).
+	batchTimeout time.Duration
+	closeErr     error
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -143,7 +145,7 @@ func Open(ctx context.Context, cfg *Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: c, pool: c.Pool, n: newNames(c.Schema), log: c.Logger,
 		attempt: make(chan struct{}), progress: make(chan struct{}), kick: make(chan struct{}, 1),
-		notify: make(chan struct{}, 1)}
+		notify: make(chan struct{}, 1), batchTimeout: batchTimeout}
 	if b.pool == nil {
 		pool, err := pgxpool.New(ctx, c.ConnString)
 		if err != nil {
