@@ -94,10 +94,7 @@ func (b *Backend) write(ctx context.Context, sql string, key []byte, args []any)
 	req := &writeReq{ctx: ctx, sql: sql, key: key, args: args, res: make(chan writeRes, 1)}
 	w.queue = append(w.queue, req)
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.signal()
 	select {
 	case r := <-req.res:
 		return r.rev, r.ok, r.err
@@ -108,18 +105,40 @@ func (b *Backend) write(ctx context.Context, sql string, key []byte, args []any)
 	}
 }
 
+// signal wakes a committer, unless one is already due to wake.
+func (w *writeQueue) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
 // exec runs one write statement: its revision, or ok false when its
 // condition did not hold.
 func (b *Backend) exec(ctx context.Context, sql string, args []any) (int64, bool, error) {
-	var rev int64
-	err := b.pool.QueryRow(ctx, sql, args...).Scan(&rev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
+	r := scanRevision(b.pool.QueryRow(ctx, sql, args...))
+	return r.rev, r.ok, r.err
+}
+
+// scanRevision reads a write statement's result: the new revision, or
+// no row when the write's condition did not hold.
+func scanRevision(row pgx.Row) writeRes {
+	var r writeRes
+	err := row.Scan(&r.rev)
+	switch {
+	case err == nil:
+		r.ok = true
+	case !errors.Is(err, pgx.ErrNoRows):
+		r.err = err
 	}
-	if err != nil {
-		return 0, false, err
+	return r
+}
+
+// runAlone runs each write as a statement of its own and answers it.
+func (b *Backend) runAlone(reqs []*writeReq) {
+	for _, r := range reqs {
+		r.res <- scanRevision(b.pool.QueryRow(r.ctx, r.sql, r.args...))
 	}
-	return rev, true, nil
 }
 
 // committer sends the queued writes in batches until ctx ends; then it
@@ -154,10 +173,7 @@ func (b *Backend) committer(ctx context.Context) {
 			w.active++
 			w.mu.Unlock()
 			if more { // another committer may take the rest
-				select {
-				case w.wake <- struct{}{}:
-				default:
-				}
+				w.signal()
 			}
 			b.runBatch(ctx, batch)
 			w.mu.Lock()
@@ -178,10 +194,7 @@ func (b *Backend) runBatch(ctx context.Context, reqs []*writeReq) {
 		live = append(live, r)
 	}
 	if len(live) <= 1 {
-		for _, r := range live {
-			rev, ok, err := b.exec(r.ctx, r.sql, r.args)
-			r.res <- writeRes{rev, ok, err}
-		}
+		b.runAlone(live)
 		return
 	}
 	b.w.batches.Add(1)
@@ -211,10 +224,7 @@ func (b *Backend) runBatch(ctx context.Context, reqs []*writeReq) {
 		}
 	case errors.As(failed, &pe):
 		// The server rolled the transaction back: run each alone.
-		for _, r := range live {
-			rev, ok, err := b.exec(r.ctx, r.sql, r.args)
-			r.res <- writeRes{rev, ok, err}
-		}
+		b.runAlone(live)
 	default:
 		for _, r := range live {
 			r.res <- writeRes{err: failed}
@@ -235,13 +245,9 @@ func (b *Backend) sendBatch(ctx context.Context, batch *pgx.Batch, res []writeRe
 	br := conn.SendBatch(ctx, batch)
 	var failed error
 	for i := range res {
-		err := br.QueryRow().Scan(&res[i].rev)
-		switch {
-		case err == nil:
-			res[i].ok = true
-		case errors.Is(err, pgx.ErrNoRows):
-		case failed == nil:
-			failed = err
+		res[i] = scanRevision(br.QueryRow())
+		if failed == nil {
+			failed = res[i].err
 		}
 	}
 	if err := br.Close(); err != nil && failed == nil {
